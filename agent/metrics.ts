@@ -1,0 +1,84 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+/**
+ * Every metric the agent exports. One instance per process (or per test), passed to each stage, so a
+ * test can read exactly what its own pipeline counted.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  /** Compatible with box/kube-iptables-tailer: one count per drop posted, by peer names. */
+  readonly packetDrops = new Counter({
+    name: 'packet_drops_count',
+    help: 'Packet drops posted as events, by source and destination name',
+    labelNames: ['src', 'dst'] as const,
+    registers: [this.registry],
+  });
+  readonly linesRead = this.counter(
+    'lines_read_total',
+    'Log lines (or journal entries) read from the source',
+  );
+  readonly linesParsed = this.counter(
+    'lines_parsed_total',
+    'Lines that carried the prefix and parsed into a drop',
+  );
+  readonly linesInvalid = new Counter({
+    name: 'kube_iptables_tailer_lines_invalid_total',
+    help: 'Lines that carried the prefix but could not be parsed, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly dropsExpired = this.counter(
+    'drops_expired_total',
+    'Drops older than PACKET_DROP_EXPIRATION_MINUTES',
+  );
+  readonly dropsSuppressed = this.counter(
+    'drops_suppressed_total',
+    'Drops within REPEATED_EVENTS_INTERVAL_MINUTES of the same posted drop',
+  );
+  readonly dropsUnmatched = this.counter(
+    'drops_unmatched_total',
+    'Drops where neither address is a Running pod',
+  );
+  readonly eventsCreated = this.counter('events_created_total', 'Events created in the API');
+  readonly eventsPatched = this.counter(
+    'events_patched_total',
+    'Existing Events whose count was incremented',
+  );
+  readonly eventsFailed = new Counter({
+    name: 'kube_iptables_tailer_events_failed_total',
+    help: 'Event writes that failed, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly eventsDropped = new Counter({
+    name: 'kube_iptables_tailer_events_dropped_total',
+    help: 'Events given up without a write, by reason (queue_full, expired, rate_limited, forbidden)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly queueDepth = this.gauge('queue_depth', 'Events waiting to be written');
+  readonly podsIndexed = this.gauge('pods_indexed', 'Running pods in the pod index');
+  readonly sourceLagSeconds = this.gauge(
+    'source_lag_seconds',
+    'Age of the newest log line read, by its own timestamp',
+  );
+  readonly sourceErrors = new Counter({
+    name: 'kube_iptables_tailer_source_errors_total',
+    help: 'Problems reading the log source, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  private counter(name: string, help: string): Counter {
+    return new Counter({ name: `kube_iptables_tailer_${name}`, help, registers: [this.registry] });
+  }
+
+  private gauge(name: string, help: string): Gauge {
+    return new Gauge({ name: `kube_iptables_tailer_${name}`, help, registers: [this.registry] });
+  }
+}

@@ -1,0 +1,57 @@
+/** One dropped packet, as the kernel logged it. Shared by every pipeline stage. */
+export interface PacketDrop {
+  /** Log time in epoch milliseconds (UTC). */
+  time: number;
+  /** Host that logged the line (journal _HOSTNAME or syslog host field); '' when unknown. */
+  host: string;
+  /** The log prefix as it appeared on the line, without trailing ':' or space. */
+  prefix: string;
+  /** Canonical IP text (IPv4 dotted quad, IPv6 RFC 5952 short form). */
+  src: string;
+  dst: string;
+  ipVersion: 4 | 6;
+  /** Protocol as the kernel names it (TCP, UDP, ICMP, ICMPv6, SCTP, 47, ...). */
+  proto: string;
+  srcPort: number | null;
+  dstPort: number | null;
+  /** Input / output interface; '' when the kernel printed an empty value. */
+  in: string;
+  out: string;
+  mac: string | null;
+  /** TTL (IPv4) or HOPLIMIT (IPv6). */
+  ttl: number | null;
+  /** Total packet length (first LEN= on the line). */
+  length: number | null;
+  /** ICMP / ICMPv6 type and code, when present. */
+  icmpType: number | null;
+  icmpCode: number | null;
+}
+
+/** What the pipeline keeps of a pod: small on purpose, one per indexed pod. */
+export interface PodRef {
+  namespace: string;
+  name: string;
+  uid: string;
+  nodeName: string;
+  hostNetwork: boolean;
+  /** Value of POD_IDENTIFIER_LABEL on the pod, when that label is configured and set. */
+  label: string | null;
+  /** Every status.podIPs entry, canonical form. */
+  ips: readonly string[];
+}
+
+/** Direction of a drop as seen from the pod that receives the event. */
+export type Direction = 'send' | 'receive';
+
+/** An Event the pipeline wants to exist on a pod (before aggregation). */
+export interface EventIntent {
+  pod: PodRef;
+  direction: Direction;
+  message: string;
+  /** Log time of the drop that caused it, epoch ms. */
+  time: number;
+  /** Node that saw the drop (source.host). */
+  host: string;
+  /** The drop itself, for metrics and retry deadlines. */
+  drop: PacketDrop;
+}
