@@ -100,9 +100,9 @@ class Reader {
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   const logPrefix = r.string('IPTABLES_LOG_PREFIX', 'calico-packet').trim();
-  if (logPrefix === '' || /\s/.test(logPrefix) || logPrefix.replace(/:+$/, '') === '') {
+  if (logPrefix.replace(/:+$/, '') === '') {
     r.problems.push(
-      `IPTABLES_LOG_PREFIX=${JSON.stringify(env.IPTABLES_LOG_PREFIX)}: expected one token without spaces, e.g. calico-packet`,
+      `IPTABLES_LOG_PREFIX=${JSON.stringify(env.IPTABLES_LOG_PREFIX)}: expected the iptables --log-prefix text, e.g. calico-packet`,
     );
   }
   const podIdentifier = r.choice('POD_IDENTIFIER', POD_IDENTIFIERS, 'namespace');
