@@ -1,0 +1,152 @@
+import { open, readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import type { V1Pod } from '@kubernetes/client-node';
+import { loadConfig } from '../config.ts';
+import type { CoreEvent } from '../events/event.ts';
+import { EventBook } from '../events/event-book.ts';
+import { PodDirectory } from '../locator/pod-directory.ts';
+import { podState } from '../locator/pod-ref.ts';
+import { Metrics } from '../metrics.ts';
+import { createParser } from '../parser/parse.ts';
+import { Pipeline } from '../pipeline.ts';
+import { parseCommandArgs, UsageError } from './args.ts';
+
+/** A file the user named cannot be used: one line on stderr, exit 1. */
+class InputError extends Error {
+  override name = 'InputError';
+}
+
+const OUTPUTS = ['json', 'text'] as const;
+type Output = (typeof OUTPUTS)[number];
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The Pod objects of `kubectl get pods -A -o json` (a v1 List), or of a single `kubectl get pod -o json`. */
+function podItems(document: unknown): unknown[] {
+  if (isObject(document) && Array.isArray(document.items)) return document.items;
+  if (isObject(document) && document.kind === 'Pod') return [document];
+  throw new Error('expected the output of `kubectl get pods -A -o json`: an object with an "items" array');
+}
+
+async function loadPods(path: string, identifierLabel: string, warn: (line: string) => void) {
+  let items: unknown[];
+  try {
+    items = podItems(JSON.parse(await readFile(path, 'utf8')));
+  } catch (err) {
+    throw new InputError(`cannot use pods file ${path}: ${(err as Error).message}`);
+  }
+  const directory = new PodDirectory();
+  items.forEach((item, index) => {
+    const state = isObject(item) ? podState(item as V1Pod, identifierLabel) : null;
+    if (state === null) warn(`${path}: items[${index}] is not a pod with a metadata.name; skipped`);
+    else directory.upsert(state);
+  });
+  return directory;
+}
+
+/** Lines of a file, or of stdin for '-'; any read failure becomes an InputError naming the file. */
+async function* readLines(path: string): AsyncGenerator<string> {
+  try {
+    const input = path === '-' ? process.stdin : (await open(path)).createReadStream();
+    yield* createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  } catch (err) {
+    throw new InputError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** kubectl's age style ("45s", "3m20s", "2h5m", "3d"), relative to the newest log time of the replay. */
+export function age(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const m = Math.floor(s / 60);
+  const h = Math.floor(m / 60);
+  if (s < 120) return `${s}s`;
+  if (m < 10) return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+  if (m < 180) return `${m}m`;
+  if (h < 8) return m % 60 === 0 ? `${h}h` : `${h}h${m % 60}m`;
+  if (h < 48) return `${h}h`;
+  return `${Math.floor(h / 24)}d`;
+}
+
+/** Columns padded to their widest cell, three spaces apart, like kubectl. */
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('   ')
+        .trimEnd(),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+function format(events: readonly CoreEvent[], output: Output, now: number): string {
+  if (output === 'json') {
+    // core/v1 Event plus a top-level namespace, the field the replay contract names.
+    return events
+      .map((event) => `${JSON.stringify({ namespace: event.metadata.namespace, ...event })}\n`)
+      .join('');
+  }
+  const header = ['LAST SEEN', 'COUNT', 'NAMESPACE', 'OBJECT', 'TYPE', 'REASON', 'MESSAGE'];
+  const rows = events.map((event) => [
+    age(now - Date.parse(event.lastTimestamp)),
+    String(event.count),
+    event.metadata.namespace,
+    `pod/${event.involvedObject.name}`,
+    event.type,
+    event.reason,
+    event.message,
+  ]);
+  return table([header, ...rows]);
+}
+
+/**
+ * replay --pods PODS.json [--prefix P] [--output json|text] [FILE...]: the whole pipeline offline. "now" is
+ * the newest log time seen so far, so expiry and repeat intervals follow the log's clock; no reverse DNS.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, {
+    pods: { type: 'string' },
+    prefix: { type: 'string' },
+    output: { type: 'string', default: 'json' },
+  });
+  if (values.pods === undefined)
+    throw new UsageError('replay needs --pods PODS.json (kubectl get pods -A -o json)');
+  const output = values.output as Output;
+  if (!OUTPUTS.includes(output)) throw new UsageError(`--output must be one of ${OUTPUTS.join(', ')}`);
+  const config = loadConfig();
+  const warn = (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  };
+  try {
+    const locator = await loadPods(values.pods, config.podIdentifierLabel, warn);
+    const book = new EventBook(config);
+    const pipeline = new Pipeline({ config, locator, sink: book, metrics: new Metrics() });
+    const parse = createParser({
+      prefix: values.prefix ?? config.logPrefix,
+      timeLayout: config.timeLayout,
+      now: Date.now,
+    });
+    let now = Number.NEGATIVE_INFINITY;
+    for (const path of positionals.length > 0 ? positionals : ['-']) {
+      let lineNumber = 0;
+      for await (const text of readLines(path)) {
+        lineNumber++;
+        const result = parse({ text, time: null, host: null });
+        if (result.kind === 'invalid') warn(`${path}:${lineNumber}: ${result.reason}: ${result.detail}`);
+        if (result.kind !== 'drop') continue;
+        now = Math.max(now, result.drop.time);
+        pipeline.handle(result.drop, now);
+      }
+    }
+    process.stdout.write(format(book.list(), output, now));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    warn(`kube-iptables-tailer: ${err.message}`);
+    return 1;
+  }
+}

@@ -1,0 +1,56 @@
+import type { EventSink } from '../pipeline.ts';
+import type { EventIntent } from '../types.ts';
+import { aggregationKey, type CoreEvent, type EventConfig, eventBody, type Occurrence } from './event.ts';
+
+export type RecordOutcome = 'created' | 'incremented';
+
+interface Entry extends Occurrence {
+  intent: EventIntent;
+}
+
+/**
+ * The Events that would exist in the cluster, aggregated in memory (replay and tests). It keeps every
+ * Event of its run on purpose: it is the result, not a cache, and replay's input bounds it.
+ */
+export class EventBook implements EventSink {
+  private readonly entries = new Map<string, Entry>();
+  private readonly config: EventConfig;
+
+  constructor(config: EventConfig) {
+    this.config = config;
+  }
+
+  submit(intent: EventIntent): void {
+    this.record(intent);
+  }
+
+  /** A new Event, or the existing one with count + 1; timestamps widen so out-of-order lines cannot shrink them. */
+  record(intent: EventIntent): RecordOutcome {
+    const key = aggregationKey(intent, this.config);
+    const entry = this.entries.get(key);
+    if (entry === undefined) {
+      this.entries.set(key, { intent, count: 1, first: intent.time, last: intent.time });
+      return 'created';
+    }
+    entry.count++;
+    entry.first = Math.min(entry.first, intent.time);
+    entry.last = Math.max(entry.last, intent.time);
+    return 'incremented';
+  }
+
+  /** Ordered by firstTimestamp, then namespace, then Event name, so output is stable across runs. */
+  list(): CoreEvent[] {
+    return [...this.entries.values()]
+      .map((entry) => eventBody(entry.intent, this.config, entry))
+      .sort(
+        (a, b) =>
+          compare(a.firstTimestamp, b.firstTimestamp) ||
+          compare(a.metadata.namespace, b.metadata.namespace) ||
+          compare(a.metadata.name, b.metadata.name),
+      );
+  }
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import type { Config } from '../config.ts';
+import type { EventIntent } from '../types.ts';
+
+export type EventConfig = Pick<Config, 'eventReason' | 'eventSourceComponent'>;
+
+/** A core/v1 Event as created in the API (only the fields this agent sets). */
+export interface CoreEvent {
+  apiVersion: 'v1';
+  kind: 'Event';
+  metadata: { name: string; namespace: string };
+  involvedObject: { kind: 'Pod'; apiVersion: 'v1'; namespace: string; name: string; uid: string };
+  type: 'Warning';
+  reason: string;
+  message: string;
+  count: number;
+  firstTimestamp: string;
+  lastTimestamp: string;
+  source: { component: string; host: string };
+  reportingComponent: string;
+  reportingInstance: string;
+}
+
+/** How often and when an aggregated Event was seen, epoch ms. */
+export interface Occurrence {
+  count: number;
+  first: number;
+  last: number;
+}
+
+/**
+ * Events with the same key are one Event whose count grows, as client-go's EventCorrelator aggregates:
+ * same involved object, reason, message and source. JSON keeps fields containing separators unambiguous.
+ */
+export function aggregationKey(intent: EventIntent, config: EventConfig): string {
+  const { pod } = intent;
+  return JSON.stringify([
+    pod.namespace,
+    pod.name,
+    pod.uid,
+    config.eventReason,
+    intent.message,
+    config.eventSourceComponent,
+    intent.host,
+  ]);
+}
+
+/** 253 (DNS subdomain limit) minus ".<16 hex>". */
+const MAX_POD_PART = 253 - 17;
+
+/**
+ * A deterministic Event name, `<pod name>.<16 hex of sha256(key)>`, so that a restarted agent re-creating
+ * an Event gets AlreadyExists instead of a duplicate. Pod names are DNS subdomains already; a cut one must
+ * still end in an alphanumeric.
+ */
+export function eventName(podName: string, key: string): string {
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  const base = podName.slice(0, MAX_POD_PART).replace(/[.-]+$/, '');
+  return `${base}.${hash}`;
+}
+
+/** RFC 3339 in UTC at whole seconds, the precision the API stores for firstTimestamp/lastTimestamp. */
+export function rfc3339(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** The API limits reportingInstance to 128 characters. */
+const MAX_REPORTING_INSTANCE = 128;
+
+export function eventBody(intent: EventIntent, config: EventConfig, seen: Occurrence): CoreEvent {
+  const { pod } = intent;
+  return {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: eventName(pod.name, aggregationKey(intent, config)), namespace: pod.namespace },
+    involvedObject: { kind: 'Pod', apiVersion: 'v1', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+    type: 'Warning',
+    reason: config.eventReason,
+    message: intent.message,
+    count: seen.count,
+    firstTimestamp: rfc3339(seen.first),
+    lastTimestamp: rfc3339(seen.last),
+    source: { component: config.eventSourceComponent, host: intent.host },
+    reportingComponent: config.eventSourceComponent,
+    reportingInstance: (intent.host || config.eventSourceComponent).slice(0, MAX_REPORTING_INSTANCE),
+  };
+}

@@ -1,0 +1,94 @@
+import type { Config } from './config.ts';
+import { dropMessage } from './events/message.ts';
+import { isExpired } from './filters/expiry.ts';
+import { RepeatFilter } from './filters/repeats.ts';
+import { peerName, type ReverseResolver } from './locator/naming.ts';
+import type { PodLocator } from './locator/pod-directory.ts';
+import type { Metrics } from './metrics.ts';
+import type { Direction, EventIntent, PacketDrop, PodRef } from './types.ts';
+
+/** Where intents go: the EventBook in replay, the queued API writer in the live agent. Must not block. */
+export interface EventSink {
+  submit(intent: EventIntent): void;
+}
+
+export type DropOutcome = 'expired' | 'suppressed' | 'unmatched' | 'posted';
+
+export interface PipelineParts {
+  config: Config;
+  locator: PodLocator;
+  sink: EventSink;
+  metrics: Metrics;
+  /** Reverse DNS for peers that are neither pods nor nodes; absent in replay. */
+  dns?: ReverseResolver;
+}
+
+/** The pod that gets an Event for its side of the drop: Running (the locator only knows those) and on the pod network. */
+function eventPod(locator: PodLocator, ip: string): PodRef | undefined {
+  const pod = locator.podByIp(ip);
+  return pod?.hostNetwork === false ? pod : undefined;
+}
+
+/**
+ * source.host is NODE_NAME when set: the agent posts on behalf of its node, and the node object's name
+ * is what `kubectl describe` users know, while a syslog/journal host name may be shortened or differ
+ * (EKS: ip-10-0-0-1 vs ip-10-0-0-1.ec2.internal). Without NODE_NAME (replay), the logged host is used.
+ */
+export function eventHost(drop: PacketDrop, nodeName: string): string {
+  return nodeName !== '' ? nodeName : drop.host;
+}
+
+function toIntent(
+  drop: PacketDrop,
+  pod: PodRef,
+  direction: Direction,
+  peer: string,
+  host: string,
+): EventIntent {
+  return { pod, direction, message: dropMessage(direction, drop, peer), time: drop.time, host, drop };
+}
+
+/**
+ * One drop in, zero to two EventIntents out: expiry, repeat suppression, then a "send" event on the
+ * source pod and a "receive" event on the destination pod. The same class serves replay and the live
+ * agent; only the locator, sink and resolver differ. `now` is the caller's clock (the log's in replay).
+ */
+export class Pipeline {
+  private readonly parts: PipelineParts;
+  private readonly repeats: RepeatFilter;
+
+  constructor(parts: PipelineParts) {
+    this.parts = parts;
+    this.repeats = new RepeatFilter(parts.config.repeatIntervalMs);
+  }
+
+  handle(drop: PacketDrop, now: number): DropOutcome {
+    const { config, locator, metrics, sink, dns } = this.parts;
+    if (isExpired(drop, now, config.expirationMs)) {
+      metrics.dropsExpired.inc();
+      return 'expired';
+    }
+    if (this.repeats.isRepeat(drop)) {
+      metrics.dropsSuppressed.inc();
+      return 'suppressed';
+    }
+    const srcPod = eventPod(locator, drop.src);
+    const dstPod = eventPod(locator, drop.dst);
+    // Checked before naming, so traffic between unknown peers never costs a reverse DNS lookup.
+    if (srcPod === undefined && dstPod === undefined) {
+      metrics.dropsUnmatched.inc();
+      return 'unmatched';
+    }
+    const srcName = peerName(drop.src, locator, config, dns);
+    const dstName = peerName(drop.dst, locator, config, dns);
+    const host = eventHost(drop, config.nodeName);
+    const intents = [
+      ...(srcPod === undefined ? [] : [toIntent(drop, srcPod, 'send', dstName, host)]),
+      ...(dstPod === undefined ? [] : [toIntent(drop, dstPod, 'receive', srcName, host)]),
+    ];
+    this.repeats.markPosted(drop);
+    metrics.packetDrops.inc({ src: srcName, dst: dstName });
+    for (const intent of intents) sink.submit(intent);
+    return 'posted';
+  }
+}

@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import { EventBook } from '../../agent/events/event-book.ts';
+import { PodDirectory } from '../../agent/locator/pod-directory.ts';
+import { Metrics } from '../../agent/metrics.ts';
+import { type EventSink, Pipeline } from '../../agent/pipeline.ts';
+import type { EventIntent } from '../../agent/types.ts';
+import {
+  calicoNode,
+  client,
+  config,
+  drop,
+  MINUTE,
+  NODE_A,
+  NODE_B,
+  running,
+  server,
+  T0,
+  value,
+} from './fixtures.ts';
+
+class Recorder implements EventSink {
+  readonly intents: EventIntent[] = [];
+  submit(intent: EventIntent): void {
+    this.intents.push(intent);
+  }
+}
+
+function setup(env: Record<string, string> = {}) {
+  const locator = new PodDirectory();
+  locator.upsert(running(client, ['10.128.0.2']));
+  locator.upsert(running(server, ['10.128.0.3']));
+  locator.upsert(running(calicoNode));
+  const sink = new Recorder();
+  const metrics = new Metrics();
+  const pipeline = new Pipeline({ config: config(env), locator, sink, metrics });
+  const summary = () => sink.intents.map((i) => `${i.pod.name} ${i.direction}: ${i.message}`);
+  return { locator, sink, metrics, pipeline, summary };
+}
+
+describe('Pipeline', () => {
+  it('posts a send event on the source pod and a receive event on the destination pod', async () => {
+    const { pipeline, sink, metrics, summary } = setup();
+    expect(pipeline.handle(drop(), T0)).toBe('posted');
+    expect(summary()).toEqual([
+      'netperf-client-42010a80017f send: Packet dropped when sending traffic to default (10.4.0.16) on port 12865/TCP',
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from default (10.4.1.6) on port 12865/TCP',
+    ]);
+    expect(sink.intents.every((i) => i.time === T0 && i.host === NODE_A)).toBe(true);
+    expect(await value(metrics.packetDrops, { src: 'default', dst: 'default' })).toBe(1);
+  });
+
+  it('names peers by POD_IDENTIFIER', () => {
+    const { pipeline, summary } = setup({ POD_IDENTIFIER: 'name_with_namespace' });
+    pipeline.handle(drop(), T0);
+    expect(summary()).toEqual([
+      'netperf-client-42010a80017f send: Packet dropped when sending traffic to default/netperf-server-42010a80017f (10.4.0.16) on port 12865/TCP',
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from default/netperf-client-42010a80017f (10.4.1.6) on port 12865/TCP',
+    ]);
+  });
+
+  it('gives a hostNetwork peer no event and names it by its node', async () => {
+    const { pipeline, metrics, summary } = setup({ POD_IDENTIFIER: 'name' });
+    pipeline.handle(drop({ src: '10.128.0.2', dst: '10.4.0.16' }), T0);
+    pipeline.handle(drop({ src: '10.4.1.6', dst: '10.128.0.3', dstPort: 10250 }), T0);
+    expect(summary()).toEqual([
+      `netperf-server-42010a80017f receive: Packet dropped when receiving traffic from ${NODE_A} (10.128.0.2) on port 12865/TCP`,
+      `netperf-client-42010a80017f send: Packet dropped when sending traffic to ${NODE_B} (10.128.0.3) on port 10250/TCP`,
+    ]);
+    expect(await value(metrics.packetDrops, { src: NODE_A, dst: 'netperf-server-42010a80017f' })).toBe(1);
+  });
+
+  it('names an unknown peer by IP, or by a cached reverse DNS name', () => {
+    const { locator, sink, summary } = setup();
+    new Pipeline({ config: config(), locator, sink, metrics: new Metrics() }).handle(
+      drop({ src: '203.0.113.5' }),
+      T0,
+    );
+    const dns = { lookup: (ip: string) => (ip === '203.0.113.6' ? 'scanner.example' : undefined) };
+    const withDns = new Pipeline({ config: config(), locator, sink, metrics: new Metrics(), dns });
+    withDns.handle(drop({ src: '203.0.113.6' }), T0);
+    expect(summary()).toEqual([
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from 203.0.113.5 on port 12865/TCP',
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from scanner.example (203.0.113.6) on port 12865/TCP',
+    ]);
+  });
+
+  it('counts drops with no Running pod on either side as unmatched and does not remember them', async () => {
+    const { pipeline, locator, metrics, sink } = setup();
+    const unknown = drop({ src: '10.4.2.1', dst: '10.4.2.2' });
+    expect(pipeline.handle(unknown, T0)).toBe('unmatched');
+    expect(pipeline.handle(drop({ src: '203.0.113.50', dst: '10.128.0.2' }), T0)).toBe('unmatched');
+    expect(await value(metrics.dropsUnmatched)).toBe(2);
+    locator.upsert(running({ ...client, uid: 'uid-late', name: 'late', ips: ['10.4.2.2'] }));
+    expect(pipeline.handle({ ...unknown, time: T0 + 1000 }, T0 + 1000)).toBe('posted');
+    expect(sink.intents.map((i) => i.pod.name)).toEqual(['late']);
+  });
+
+  it('suppresses repeats by log time and counts them', async () => {
+    const { pipeline, metrics } = setup();
+    const at = (offset: number) => pipeline.handle(drop({ time: T0 + offset }), T0 + offset);
+    expect(at(0)).toBe('posted');
+    expect(at(2 * MINUTE - 1)).toBe('suppressed');
+    expect(at(2 * MINUTE)).toBe('posted');
+    expect(at(4 * MINUTE + 1)).toBe('posted');
+    expect(await value(metrics.dropsSuppressed)).toBe(1);
+    expect(await value(metrics.packetDrops, { src: 'default', dst: 'default' })).toBe(3);
+  });
+
+  it('honours REPEATED_EVENTS_INTERVAL_MINUTES', () => {
+    const { pipeline } = setup({ REPEATED_EVENTS_INTERVAL_MINUTES: '5' });
+    pipeline.handle(drop(), T0);
+    expect(pipeline.handle(drop({ time: T0 + 4 * MINUTE }), T0 + 4 * MINUTE)).toBe('suppressed');
+    expect(pipeline.handle(drop({ time: T0 + 5 * MINUTE }), T0 + 5 * MINUTE)).toBe('posted');
+  });
+
+  it('ignores drops older than PACKET_DROP_EXPIRATION_MINUTES relative to now', async () => {
+    const { pipeline, metrics, sink } = setup({ PACKET_DROP_EXPIRATION_MINUTES: '3' });
+    expect(pipeline.handle(drop(), T0 + 3 * MINUTE + 1)).toBe('expired');
+    expect(pipeline.handle(drop(), T0 + 3 * MINUTE)).toBe('posted');
+    expect(await value(metrics.dropsExpired)).toBe(1);
+    expect(sink.intents).toHaveLength(2);
+  });
+
+  it('sets source.host to NODE_NAME when configured, else to the logged host', () => {
+    const named = setup({ NODE_NAME: 'node-from-downward-api' });
+    named.pipeline.handle(drop({ host: 'short-hostname' }), T0);
+    expect(named.sink.intents.map((i) => i.host)).toEqual([
+      'node-from-downward-api',
+      'node-from-downward-api',
+    ]);
+    const unnamed = setup();
+    unnamed.pipeline.handle(drop({ host: 'short-hostname' }), T0);
+    expect(unnamed.sink.intents.map((i) => i.host)).toEqual(['short-hostname', 'short-hostname']);
+  });
+
+  it('feeds an EventBook that aggregates repeats past the interval into one Event per pod and message', () => {
+    const locator = new PodDirectory();
+    locator.upsert(running(client));
+    locator.upsert(running(server));
+    const book = new EventBook(config());
+    const pipeline = new Pipeline({ config: config(), locator, sink: book, metrics: new Metrics() });
+    for (const offset of [0, MINUTE, 2 * MINUTE, 3 * MINUTE, 4 * MINUTE]) {
+      pipeline.handle(drop({ time: T0 + offset }), T0 + offset);
+    }
+    pipeline.handle(drop({ time: T0 + 4 * MINUTE, dstPort: 41725 }), T0 + 4 * MINUTE);
+    expect(
+      book
+        .list()
+        .map((e) => `${e.involvedObject.name} ${e.count} ${e.message}`)
+        .sort(),
+    ).toEqual([
+      'netperf-client-42010a80017f 1 Packet dropped when sending traffic to default (10.4.0.16) on port 41725/TCP',
+      'netperf-client-42010a80017f 3 Packet dropped when sending traffic to default (10.4.0.16) on port 12865/TCP',
+      'netperf-server-42010a80017f 1 Packet dropped when receiving traffic from default (10.4.1.6) on port 41725/TCP',
+      'netperf-server-42010a80017f 3 Packet dropped when receiving traffic from default (10.4.1.6) on port 12865/TCP',
+    ]);
+  });
+});
