@@ -1,5 +1,7 @@
 import { canonicalIp } from '../parser/address.ts';
 import type { PodRef } from '../types.ts';
+import type { NodeAddresses, NodeIndexSink } from './node-watch.ts';
+import type { PodIndexSink } from './pod-watch.ts';
 
 /** What the pipeline asks about an address. Replay and the live pod watch answer it with a PodDirectory. */
 export interface PodLocator {
@@ -57,7 +59,7 @@ function nodeAddressesOf(state: PodState): readonly string[] {
  * In-memory pod index by IP, fed by upsert/remove (from a pods file in replay, from the pod watch in the
  * live agent). Not a cache: it holds exactly the pods the source says exist, so it is not LRU-bounded.
  */
-export class PodDirectory implements PodLocator {
+export class PodDirectory implements PodLocator, PodIndexSink, NodeIndexSink {
   private readonly pods = new Map<string, PodState>();
   private readonly runningByIp = new AddressIndex();
   private readonly nodeAddressByIp = new AddressIndex();
@@ -88,6 +90,32 @@ export class PodDirectory implements PodLocator {
     }
     this.nodeAddressByIp.delete(nodeAddressesOf(state), uid);
     return true;
+  }
+
+  /**
+   * The live pod watch's side: it sees Running pods only (the field selector) and has already folded a
+   * hostNetwork pod's host IPs into its ips; node addresses come from the node watch.
+   */
+  replacePods(pods: readonly PodRef[]): void {
+    for (const uid of this.uids()) this.remove(uid);
+    for (const pod of pods) this.upsertPod(pod);
+  }
+
+  upsertPod(pod: PodRef): void {
+    this.upsert({ pod, running: true, hostIps: pod.hostNetwork ? pod.ips : [] });
+  }
+
+  removePod(uid: string): void {
+    this.remove(uid);
+  }
+
+  replaceNodes(nodes: readonly NodeAddresses[]): void {
+    for (const name of [...this.nodes.keys()]) this.removeNode(name);
+    for (const node of nodes) this.setNodeAddresses(node.name, node.addresses);
+  }
+
+  upsertNode(name: string, addresses: readonly string[]): void {
+    this.setNodeAddresses(name, addresses);
   }
 
   /** Keys of every indexed pod, so a relist can remove the pods that vanished. */

@@ -1,0 +1,455 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type ConfigurationOptions,
+  type KubeConfig,
+  Observable,
+  type RequestContext,
+  type ResponseContext,
+  Watch,
+} from '@kubernetes/client-node';
+import type { Logger } from '../log.ts';
+
+/** What a list call is asked for; the loop adds `fieldSelector` so list and watch always agree. */
+export interface ListRequest {
+  limit: number;
+  _continue?: string;
+  fieldSelector?: string;
+}
+
+/** One page of a typed CoreV1Api list call (V1PodList, V1NodeList, ...). */
+export interface ListPage {
+  items: readonly unknown[];
+  metadata?: { resourceVersion?: string; _continue?: string };
+}
+
+/**
+ * A typed list call, e.g. `(request, options) => core.listNode(request, options)`. `options` carries the
+ * loop's abort signal, so stop() and the request timeout can cancel a list in flight.
+ */
+export type ListCall = (request: ListRequest, options: ConfigurationOptions) => Promise<ListPage>;
+
+/** The consumer's index. `replace` is a full replacement: whatever it held before is gone. */
+export interface ListWatchSink<T> {
+  replace(items: T[]): void;
+  upsert(item: T): void;
+  remove(item: T): void;
+}
+
+export interface Backoff {
+  initialMs: number;
+  maxMs: number;
+}
+
+export interface ListWatchStats {
+  /** Successful full lists, the first one included. */
+  lists: number;
+  /** Full lists after the first: the watch could not resume (410 Gone) or the sink failed. */
+  relists: number;
+  /** Watch requests started. */
+  watches: number;
+  /** Retries after a failed list or watch (server unreachable, 5xx, 429, ...). */
+  reconnects: number;
+  /** ADDED, MODIFIED, DELETED and BOOKMARK events received. */
+  events: number;
+}
+
+export interface ListWatchTuning {
+  /** Objects per list page. */
+  pageSize?: number;
+  /** Each watch asks the server to end it after a random time in this range, so nodes reconnect apart. */
+  watchTimeoutSeconds?: { min: number; max: number };
+  backoff?: Backoff;
+  /** Gives up on one list page after this long. */
+  listTimeoutMs?: number;
+  /** Called on every counter increment, for metrics. */
+  onCount?: (counter: keyof ListWatchStats) => void;
+}
+
+export interface ListWatchOptions<T> extends ListWatchTuning {
+  /** Names the resource in logs, e.g. 'pods'. */
+  resource: string;
+  kubeConfig: KubeConfig;
+  /** Watch path serving the same objects as `list`, e.g. /api/v1/pods. */
+  path: string;
+  list: ListCall;
+  fieldSelector?: string;
+  /** Turns an API object (list item or watch event object) into what the sink keeps; null skips it. */
+  convert(object: unknown): T | null;
+  sink: ListWatchSink<T>;
+  logger: Logger;
+}
+
+const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
+/** Retry-After beyond this is treated as a misconfigured server rather than obeyed. */
+const RETRY_AFTER_CAP_MS = 5 * 60_000;
+/** A watch that ends within this time of connecting, having delivered nothing, did not prove the server healthy. */
+const HEALTHY_WATCH_MS = 1000;
+/** The server ends a watch at timeoutSeconds; one still open this much later is on a dead connection. */
+const WATCH_GRACE_SECONDS = 30;
+
+type Step = 'list' | 'watch';
+
+type Outcome =
+  | { kind: 'listed' }
+  /** The server ended a watch that did useful work (timeoutSeconds): resume from the last resourceVersion. */
+  | { kind: 'ended' }
+  /** The resourceVersion is too old (410 Gone) or the sink failed: only a full list can recover. */
+  | { kind: 'relist'; reason: string; progressed: boolean }
+  | { kind: 'failed'; error: unknown; retryAfterMs: number | undefined }
+  | { kind: 'stopped' };
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function field(value: unknown, key: string): unknown {
+  return isRecord(value) ? value[key] : undefined;
+}
+
+function resourceVersionOf(object: unknown): string | undefined {
+  const rv = field(field(object, 'metadata'), 'resourceVersion');
+  return typeof rv === 'string' && rv !== '' ? rv : undefined;
+}
+
+/** HTTP status of a failed list (ApiException.code) or watch request (Error.statusCode). */
+export function httpStatusOf(error: unknown): number | undefined {
+  const status = field(error, 'statusCode') ?? field(error, 'code');
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** Retry-After of a 429/503 list response (seconds or HTTP date); watch errors carry no headers. */
+export function retryAfterMs(error: unknown, now = Date.now()): number | undefined {
+  const header = field(field(error, 'headers'), 'retry-after');
+  if (typeof header !== 'string' || header.trim() === '') return undefined;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - now;
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, RETRY_AFTER_CAP_MS) : undefined;
+}
+
+/** Exponential backoff with equal jitter: half the step is guaranteed, half is random. */
+export function backoffDelay(failures: number, backoff: Backoff, random: () => number = Math.random): number {
+  const step = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.max(0, failures - 1));
+  return step / 2 + (random() * step) / 2;
+}
+
+/** One line for logs: API errors carry a Status message in their body, network errors a code. */
+function describe(error: unknown): string {
+  const status = httpStatusOf(error);
+  const message = field(field(error, 'body'), 'message') ?? field(error, 'message');
+  const text = typeof message === 'string' ? (message.split('\n')[0] ?? '') : String(error);
+  const code = field(error, 'code');
+  return [
+    status === undefined ? undefined : `HTTP ${status}`,
+    typeof code === 'string' ? code : undefined,
+    text,
+  ]
+    .filter((part) => part !== undefined && part !== '')
+    .join(': ');
+}
+
+/** Per-call client options whose middleware attaches an abort signal to the request. */
+function withSignal(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (context: RequestContext) => {
+          context.setSignal(signal);
+          return new Observable(Promise.resolve(context));
+        },
+        post: (context: ResponseContext) => new Observable(Promise.resolve(context)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
+
+function failed(error: unknown): Outcome {
+  return { kind: 'failed', error, retryAfterMs: retryAfterMs(error) };
+}
+
+/** An ERROR watch event carries a Status: 410 means the resourceVersion is too old to resume from. */
+function watchError(status: unknown, progressed: boolean): Outcome {
+  const code = field(status, 'code');
+  if (code === 410) return { kind: 'relist', reason: '410 Gone', progressed };
+  return failed({ statusCode: code, message: field(status, 'message') });
+}
+
+function randomBetween(min: number, max: number): number {
+  return Math.round(min + Math.random() * (max - min));
+}
+
+/**
+ * The informer pattern: a paginated list replaces the sink's content, then a watch from the list's
+ * resourceVersion streams changes. A watch the server ends is resumed from the last resourceVersion seen
+ * (bookmarks keep it fresh); only 410 Gone forces a new list. Failures are retried forever with backoff,
+ * because a DaemonSet agent has nothing better to do than wait for its API server.
+ */
+export class ListWatch<T> {
+  private readonly options: ListWatchOptions<T>;
+  private readonly log: Logger;
+  private readonly backoff: Backoff;
+  private readonly watcher: Watch;
+  private readonly abort = new AbortController();
+  private readonly counters: ListWatchStats = { lists: 0, relists: 0, watches: 0, reconnects: 0, events: 0 };
+  private readonly syncWaiters = new Set<() => void>();
+  private resourceVersion = '';
+  private failures = 0;
+  private failing = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(options: ListWatchOptions<T>) {
+    this.options = options;
+    this.log = options.logger.child({ watch: options.resource });
+    this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.watcher = new Watch(options.kubeConfig);
+  }
+
+  start(): void {
+    if (this.loop !== undefined) throw new Error(`${this.options.resource} list-watch already started`);
+    this.loop = this.run();
+  }
+
+  /** True once the first full list has reached the sink. */
+  synced(): boolean {
+    return this.counters.lists > 0;
+  }
+
+  /** Resolves after the first full list; rejects when `signal` aborts or the loop is stopped first. */
+  waitForSync(signal?: AbortSignal): Promise<void> {
+    if (this.synced()) return Promise.resolve();
+    const signals = signal === undefined ? [this.abort.signal] : [this.abort.signal, signal];
+    const stop = AbortSignal.any(signals);
+    const notSynced = (): Error =>
+      new Error(`${this.options.resource} not synced: list-watch stopped or wait aborted`);
+    if (stop.aborted) return Promise.reject(notSynced());
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        this.syncWaiters.delete(done);
+        stop.removeEventListener('abort', aborted);
+        resolve();
+      };
+      const aborted = (): void => {
+        this.syncWaiters.delete(done);
+        reject(notSynced());
+      };
+      this.syncWaiters.add(done);
+      stop.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
+  /** Cancels the list or watch in flight and any backoff wait; resolves once the loop has exited. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+
+  stats(): Readonly<ListWatchStats> {
+    return { ...this.counters };
+  }
+
+  private count(counter: keyof ListWatchStats): void {
+    this.counters[counter]++;
+    this.options.onCount?.(counter);
+  }
+
+  private async run(): Promise<void> {
+    let step: Step = 'list';
+    while (!this.abort.signal.aborted) {
+      const outcome = step === 'list' ? await this.listAll() : await this.watchOnce();
+      if (outcome.kind === 'stopped') return;
+      const next = this.next(step, outcome);
+      step = next.step;
+      if (next.delayMs > 0) {
+        try {
+          await sleep(next.delayMs, undefined, { signal: this.abort.signal });
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  /** Decides the next step and how long to wait before it; the only place `failures` changes. */
+  private next(step: Step, outcome: Exclude<Outcome, { kind: 'stopped' }>): { step: Step; delayMs: number } {
+    switch (outcome.kind) {
+      case 'listed':
+        return { step: 'watch', delayMs: 0 };
+      case 'ended':
+        this.failures = 0;
+        return { step: 'watch', delayMs: 0 };
+      case 'relist':
+        this.log.info({ reason: outcome.reason }, `relisting ${this.options.resource}`);
+        return { step: 'list', delayMs: this.settle(outcome.progressed) };
+      case 'failed': {
+        this.failures++;
+        this.count('reconnects');
+        const delayMs = Math.max(backoffDelay(this.failures, this.backoff), outcome.retryAfterMs ?? 0);
+        this.markFailing(step, outcome.error, delayMs);
+        return { step, delayMs };
+      }
+    }
+  }
+
+  /** A relist right after a watch that did useful work is immediate; otherwise it backs off like a failure. */
+  private settle(progressed: boolean): number {
+    if (progressed) {
+      this.failures = 0;
+      return 0;
+    }
+    this.failures++;
+    return backoffDelay(this.failures, this.backoff);
+  }
+
+  /** Warns once when the API server becomes unusable; each further retry only at debug, to avoid log storms. */
+  private markFailing(step: Step, error: unknown, delayMs: number): void {
+    const details = { step, error: describe(error), attempt: this.failures, retryInMs: Math.round(delayMs) };
+    if (this.failing) {
+      this.log.debug(details, `${this.options.resource} ${step} failed again`);
+      return;
+    }
+    this.failing = true;
+    this.log.warn(details, `${this.options.resource} ${step} failed, retrying with backoff`);
+  }
+
+  private markHealthy(): void {
+    if (!this.failing) return;
+    this.failing = false;
+    this.log.info({ attempts: this.failures }, `${this.options.resource} API server reachable again`);
+  }
+
+  private async listAll(): Promise<Outcome> {
+    const { list, fieldSelector, pageSize = 500, listTimeoutMs = 60_000, convert, sink } = this.options;
+    const started = performance.now();
+    const items: T[] = [];
+    let page: ListPage | undefined;
+    let pages = 0;
+    try {
+      do {
+        const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(listTimeoutMs)]);
+        const request: ListRequest = { limit: pageSize, fieldSelector, _continue: page?.metadata?._continue };
+        page = await list(request, withSignal(signal));
+        pages++;
+        // Converted page by page so that only one page of full API objects is alive at a time.
+        for (const object of page.items) {
+          const item = convert(object);
+          if (item !== null) items.push(item);
+        }
+      } while (page.metadata?._continue);
+    } catch (error) {
+      if (this.abort.signal.aborted) return { kind: 'stopped' };
+      return failed(error);
+    }
+    try {
+      sink.replace(items);
+    } catch (error) {
+      this.log.error({ error: describe(error) }, `${this.options.resource} index rejected the list`);
+      return failed(error);
+    }
+    this.resourceVersion = page.metadata?.resourceVersion ?? '';
+    this.markHealthy();
+    this.count('lists');
+    if (this.counters.lists > 1) this.count('relists');
+    else this.announceSync(items.length, pages, performance.now() - started);
+    return { kind: 'listed' };
+  }
+
+  private announceSync(items: number, pages: number, ms: number): void {
+    this.log.info({ items, pages, ms: Math.round(ms) }, `${this.options.resource} synced`);
+    for (const resolve of [...this.syncWaiters]) resolve();
+  }
+
+  private watchOnce(): Promise<Outcome> {
+    const { path, fieldSelector, watchTimeoutSeconds = { min: 300, max: 600 } } = this.options;
+    const timeoutSeconds = randomBetween(watchTimeoutSeconds.min, watchTimeoutSeconds.max);
+    const query = {
+      allowWatchBookmarks: true,
+      resourceVersion: this.resourceVersion,
+      timeoutSeconds,
+      fieldSelector,
+    };
+    this.count('watches');
+    this.log.debug({ resourceVersion: this.resourceVersion, timeoutSeconds }, 'watch starting');
+
+    return new Promise((resolve) => {
+      let settled = false;
+      let controller: AbortController | undefined;
+      let connectedAt: number | undefined;
+      let events = 0;
+      const progressed = (): boolean =>
+        events > 0 || (connectedAt !== undefined && performance.now() - connectedAt >= HEALTHY_WATCH_MS);
+      const finish = (outcome: Outcome): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(watchdog);
+        this.abort.signal.removeEventListener('abort', stopped);
+        controller?.abort();
+        resolve(outcome);
+      };
+      const stopped = (): void => finish({ kind: 'stopped' });
+      const watchdog = setTimeout(
+        () => finish(failed(new Error('watch outlived its timeout'))),
+        (timeoutSeconds + WATCH_GRACE_SECONDS) * 1000,
+      );
+      this.abort.signal.addEventListener('abort', stopped, { once: true });
+
+      const onEvent = (phase: string, object: unknown): void => {
+        if (settled) return;
+        if (phase === 'ERROR') finish(watchError(object, progressed()));
+        else if (this.apply(phase, object)) events++;
+        else finish({ kind: 'relist', reason: 'index rejected a change', progressed: false });
+      };
+      const onDone = (error: unknown): void => {
+        if (error === null || error === undefined)
+          finish(
+            progressed() ? { kind: 'ended' } : failed(new Error('watch ended without delivering anything')),
+          );
+        else if (httpStatusOf(error) === 410)
+          finish({ kind: 'relist', reason: '410 Gone', progressed: false });
+        else finish(failed(error));
+      };
+      const connected = (started: AbortController): void => {
+        controller = started;
+        // watch() resolves only once the response has begun (or after onDone on a failure), so a watch that
+        // was finished meanwhile, by stop() or the watchdog, can only be cancelled now.
+        if (settled) {
+          started.abort();
+          return;
+        }
+        connectedAt = performance.now();
+        this.markHealthy();
+      };
+      this.watcher
+        .watch(path, query, (phase: string, object: unknown) => onEvent(phase, object), onDone)
+        .then(connected, (error: unknown) => finish(failed(error)));
+    });
+  }
+
+  /** Applies one ADDED/MODIFIED/DELETED/BOOKMARK event; false when the sink threw and only a relist can repair it. */
+  private apply(phase: string, object: unknown): boolean {
+    try {
+      this.applyChange(phase, object);
+    } catch (error) {
+      this.log.error({ error: describe(error), phase }, `${this.options.resource} index rejected a change`);
+      return false;
+    }
+    this.resourceVersion = resourceVersionOf(object) ?? this.resourceVersion;
+    this.count('events');
+    return true;
+  }
+
+  /** Bookmarks carry nothing but a resourceVersion; unknown phases are ignored the same way. */
+  private applyChange(phase: string, object: unknown): void {
+    if (phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') return;
+    const item = this.options.convert(object);
+    if (item === null) {
+      this.log.warn(
+        { phase, resourceVersion: resourceVersionOf(object) },
+        'skipped an object it cannot read',
+      );
+    } else if (phase === 'DELETED') {
+      this.options.sink.remove(item);
+    } else {
+      this.options.sink.upsert(item);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../log.ts';
+import { canonicalIp } from '../parser/address.ts';
+import { isRecord, ListWatch, type ListWatchTuning } from './list-watch.ts';
+
+export interface NodeAddresses {
+  name: string;
+  addresses: string[];
+}
+
+/** The node index the watch keeps up to date. */
+export interface NodeIndexSink {
+  replaceNodes(nodes: readonly NodeAddresses[]): void;
+  upsertNode(name: string, addresses: readonly string[]): void;
+  removeNode(name: string): void;
+}
+
+/** Hostname and similar entries are names, not addresses a kernel log line could show. */
+const ADDRESS_TYPES = new Set(['InternalIP', 'ExternalIP']);
+
+/** A node's name and canonical IP addresses, or null when the object is not a usable node. */
+export function nodeAddressesOf(object: unknown): NodeAddresses | null {
+  const metadata = isRecord(object) ? object.metadata : undefined;
+  const name = isRecord(metadata) ? metadata.name : undefined;
+  if (typeof name !== 'string' || name === '') return null;
+  const status = isRecord(object) ? object.status : undefined;
+  const entries = isRecord(status) && Array.isArray(status.addresses) ? status.addresses : [];
+  const addresses = entries
+    .filter(isRecord)
+    .filter((entry) => typeof entry.type === 'string' && ADDRESS_TYPES.has(entry.type))
+    .map((entry) => (typeof entry.address === 'string' ? canonicalIp(entry.address) : null))
+    .filter((address) => address !== null);
+  return { name, addresses: [...new Set(addresses)] };
+}
+
+export interface NodeWatchOptions extends ListWatchTuning {
+  kubeConfig: KubeConfig;
+  sink: NodeIndexSink;
+  logger: Logger;
+}
+
+/** Every node's InternalIP/ExternalIP addresses, so drops from or to a node can name it. Call start(). */
+export function createNodeWatch(options: NodeWatchOptions): ListWatch<NodeAddresses> {
+  const { kubeConfig, sink, ...rest } = options;
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  return new ListWatch<NodeAddresses>({
+    ...rest,
+    resource: 'nodes',
+    kubeConfig,
+    path: '/api/v1/nodes',
+    list: (request, requestOptions) => core.listNode(request, requestOptions),
+    convert: nodeAddressesOf,
+    sink: {
+      replace: (nodes) => sink.replaceNodes(nodes),
+      upsert: (node) => sink.upsertNode(node.name, node.addresses),
+      remove: (node) => sink.removeNode(node.name),
+    },
+  });
+}

@@ -1,0 +1,106 @@
+import type { V1NodeAddress } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import type { ListWatch } from '../../agent/locator/list-watch.ts';
+import {
+  createNodeWatch,
+  type NodeAddresses,
+  type NodeIndexSink,
+  nodeAddressesOf,
+} from '../../agent/locator/node-watch.ts';
+import { type Cluster, connect, uniqueName } from '../support/cluster.ts';
+
+class NodeIndex implements NodeIndexSink {
+  readonly nodes = new Map<string, string[]>();
+  replaceNodes(nodes: NodeAddresses[]): void {
+    this.nodes.clear();
+    for (const node of nodes) this.nodes.set(node.name, node.addresses);
+  }
+  upsertNode(name: string, addresses: string[]): void {
+    this.nodes.set(name, addresses);
+  }
+  removeNode(name: string): void {
+    this.nodes.delete(name);
+  }
+}
+
+async function createNode(c: Cluster, name: string, addresses: V1NodeAddress[]): Promise<void> {
+  await c.core.createNode({ body: { metadata: { name } } });
+  await setAddresses(c, name, addresses);
+}
+
+async function setAddresses(c: Cluster, name: string, addresses: V1NodeAddress[]): Promise<void> {
+  const node = await c.core.readNode({ name });
+  node.status = { ...node.status, addresses };
+  await c.core.replaceNodeStatus({ name, body: node });
+}
+
+describe('nodeAddressesOf', () => {
+  it('keeps InternalIP and ExternalIP addresses in canonical form, once each', () => {
+    const node = {
+      metadata: { name: 'node-a' },
+      status: {
+        addresses: [
+          { type: 'Hostname', address: 'node-a' },
+          { type: 'InternalIP', address: '10.128.0.2' },
+          { type: 'InternalIP', address: 'fd00:0010:0128:0000:0000:0000:0000:0002' },
+          { type: 'ExternalIP', address: '203.0.113.9' },
+          { type: 'InternalDNS', address: 'node-a.internal' },
+          { type: 'ExternalIP', address: '10.128.0.2' },
+          { type: 'ExternalIP', address: 'not-an-ip' },
+        ],
+      },
+    };
+    expect(nodeAddressesOf(node)).toEqual({
+      name: 'node-a',
+      addresses: ['10.128.0.2', 'fd00:10:128::2', '203.0.113.9'],
+    });
+    expect(nodeAddressesOf({ metadata: { name: 'bare' } })).toEqual({ name: 'bare', addresses: [] });
+    expect(nodeAddressesOf({ metadata: {} })).toBeNull();
+    expect(nodeAddressesOf('node')).toBeNull();
+  });
+});
+
+describe('node watch against a real API server', () => {
+  let c: Cluster;
+  let index: NodeIndex;
+  let watch: ListWatch<NodeAddresses>;
+  const first = uniqueName('node');
+  const second = uniqueName('node');
+
+  beforeAll(async () => {
+    c = connect(inject('kubeconfig'));
+    await createNode(c, first, [
+      { type: 'InternalIP', address: '10.128.0.2' },
+      { type: 'InternalIP', address: 'fd00:10:128::2' },
+      { type: 'Hostname', address: first },
+    ]);
+    index = new NodeIndex();
+    watch = createNodeWatch({ kubeConfig: c.kc, sink: index, logger: pino({ level: 'silent' }) });
+    watch.start();
+    await watch.waitForSync(AbortSignal.timeout(10_000));
+  });
+
+  afterAll(() => watch?.stop());
+
+  it('maps the addresses of existing nodes at sync', () => {
+    expect(index.nodes.get(first)).toEqual(['10.128.0.2', 'fd00:10:128::2']);
+  });
+
+  it('follows nodes as they are added, readdressed and deleted', async () => {
+    await createNode(c, second, [{ type: 'ExternalIP', address: '203.0.113.7' }]);
+    await vi.waitFor(() => expect(index.nodes.get(second)).toEqual(['203.0.113.7']), { timeout: 10_000 });
+
+    await setAddresses(c, second, [
+      { type: 'InternalIP', address: '10.128.0.3' },
+      { type: 'ExternalIP', address: '203.0.113.8' },
+    ]);
+    await vi.waitFor(() => expect(index.nodes.get(second)).toEqual(['10.128.0.3', '203.0.113.8']), {
+      timeout: 10_000,
+    });
+
+    await c.core.deleteNode({ name: second });
+    await vi.waitFor(() => expect(index.nodes.has(second)).toBe(false), { timeout: 10_000 });
+    expect(index.nodes.has(first)).toBe(true);
+  });
+});
