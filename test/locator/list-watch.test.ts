@@ -1,10 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -16,7 +12,15 @@ import {
   type ListWatchOptions,
   retryAfterMs,
 } from '../../agent/locator/list-watch.ts';
-import { type Cluster, connect, createNamespace, createPod, deletePod } from '../support/cluster.ts';
+import {
+  type Cluster,
+  connect,
+  createNamespace,
+  createPod,
+  deletePod,
+  type PrivateControlPlane,
+  privateControlPlane,
+} from '../support/cluster.ts';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -265,32 +269,21 @@ describe('ListWatch.stop', () => {
   });
 });
 
-/** The test environment CLI on a control plane of our own, which the outage tests may take down. */
-function testenv(command: string, dir: string): Promise<string> {
-  const cli = join(repoRoot, 'test/testenv/cli.ts');
-  return promisify(execFile)(process.execPath, [cli, command], {
-    env: { ...process.env, TESTENV_DIR: dir },
-  }).then((result) => result.stdout);
-}
-
 describe('ListWatch through API server restarts and outages', () => {
-  let dir: string;
+  let plane: PrivateControlPlane;
   let c: Cluster;
   const running: ListWatch<unknown>[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'list-watch-outage-'));
-    const { kubeconfig } = JSON.parse((await testenv('up', dir)).trim().split('\n').at(-1) ?? '') as {
-      kubeconfig: string;
-    };
-    c = connect(kubeconfig);
+    plane = await privateControlPlane();
+    c = plane.cluster;
   });
 
   afterEach(async () => {
     await Promise.all(running.splice(0).map((watch) => watch.stop()));
   });
 
-  afterAll(() => testenv('down', dir));
+  afterAll(() => plane.down());
 
   it('relists after 410 Gone when the restarted server cannot resume from the old resourceVersion', async () => {
     const namespace = await createNamespace(c);
@@ -308,7 +301,7 @@ describe('ListWatch through API server restarts and outages', () => {
     // A write the pod watch never sees moves etcd's revision past its resourceVersion; the restarted
     // server's watch cache starts at the newer revision and answers the resumed watch with 410 Gone.
     await c.core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'bump' } } });
-    await testenv('restart-apiserver', dir);
+    await plane.testenv('restart-apiserver');
 
     await vi.waitFor(() => expect(watch.stats().relists).toBe(1), { timeout: 30_000 });
     expect(records).toContainEqual(expect.objectContaining({ level: INFO, reason: '410 Gone' }));
@@ -329,9 +322,9 @@ describe('ListWatch through API server restarts and outages', () => {
     await watch.waitForSync();
     expect([...names].sort()).toEqual(['kept', 'removed']);
 
-    await testenv('stop-apiserver', dir);
+    await plane.testenv('stop-apiserver');
     await vi.waitFor(() => expect(watch.stats().reconnects).toBeGreaterThanOrEqual(3), { timeout: 30_000 });
-    await testenv('start-apiserver', dir);
+    await plane.testenv('start-apiserver');
     // The loop is still backing off (1-3 s) while these land.
     await createPods(c, namespace, ['added']);
     await deletePod(c, namespace, 'removed');

@@ -8,7 +8,9 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 
 export interface Cluster {
@@ -140,4 +142,25 @@ export function kubectl(c: Cluster | string, args: string[]): Promise<string> {
         err ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
     );
   });
+}
+
+/** A control plane of a test file's own, which it may stop and restart without disturbing other files. */
+export interface PrivateControlPlane {
+  cluster: Cluster;
+  /** Runs a testenv subcommand (stop-apiserver, start-apiserver, restart-apiserver) on it. */
+  testenv(command: string): Promise<string>;
+  down(): Promise<void>;
+}
+
+export async function privateControlPlane(): Promise<PrivateControlPlane> {
+  const dir = await mkdtemp(join(tmpdir(), 'testenv-'));
+  const cli = join(dirname(fileURLToPath(import.meta.url)), '../testenv/cli.ts');
+  const testenv = (command: string): Promise<string> =>
+    promisify(execFile)(process.execPath, [cli, command], { env: { ...process.env, TESTENV_DIR: dir } }).then(
+      (result) => result.stdout,
+    );
+  const { kubeconfig } = JSON.parse((await testenv('up')).trim().split('\n').at(-1) ?? '') as {
+    kubeconfig: string;
+  };
+  return { cluster: connect(kubeconfig), testenv, down: async () => void (await testenv('down')) };
 }

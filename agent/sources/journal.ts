@@ -1,0 +1,358 @@
+/**
+ * The systemd journal as a log source, read through `journalctl --output=export`, so that every
+ * journal file format and compression journalctl knows is supported without native bindings.
+ *
+ * Facts about journalctl (systemd 252) this relies on:
+ * - `--directory=DIR` reads journal files directly in DIR and in subdirectories named like a machine
+ *   ID (`DIR/<32 hex>/*.journal`, the usual /var/log/journal layout), and in follow mode also picks up
+ *   files and machine-ID subdirectories created later.
+ * - `--follow` implies `--boot` unless `--merge` is given; with `--directory` that is the last boot in
+ *   the files, which would hide entries of earlier boots and make journalctl exit while DIR is empty.
+ * - `--follow` without `--since` shows only the last 10 entries even after `--after-cursor`, hence
+ *   `--no-tail`.
+ * - Only `_TRANSPORT=kernel` is proof that the kernel wrote an entry: any local process can send
+ *   `SYSLOG_IDENTIFIER=kernel`. The transport is matched by journalctl and checked again here.
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { Checkpoint } from './checkpoint.ts';
+import { type ExportEntry, ExportReader } from './journal-export.ts';
+import type { LogRecord, LogSource, RecordHandler } from './source.ts';
+
+const DEFAULT_JOURNALCTL = 'journalctl';
+const CHECKPOINT_FILE = 'journal.cursor.json';
+const CHECKPOINT_INTERVAL_MS = 1000;
+const BACKOFF_FIRST_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+/** A journalctl that ran this long was healthy: the next failure starts the backoff afresh. */
+const HEALTHY_RUN_MS = 60_000;
+const STDERR_LINES_LOGGED = 20;
+const STDERR_LINE_CHARS = 500;
+const STDERR_LINES_KEPT = 5;
+const KILL_TIMEOUT_MS = 5000;
+/** Cursors look like `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`. */
+const CURSOR_PATTERN = /^[a-z]=[0-9a-f]+(;[a-z]=[0-9a-f]+)*$/;
+const MAX_CURSOR_LENGTH = 1024;
+
+type Rejection = 'untrusted_transport' | 'incomplete_entry';
+
+function journalctlArgs(directory: string, follow: readonly string[]): string[] {
+  return [
+    `--directory=${directory}`,
+    '--output=export',
+    '--no-pager',
+    '--merge',
+    ...follow,
+    '_TRANSPORT=kernel',
+  ];
+}
+
+function recordOf(entry: ExportEntry): LogRecord | Rejection {
+  if (entry.transport !== 'kernel') return 'untrusted_transport';
+  if (entry.message === null || entry.realtimeUs === null) return 'incomplete_entry';
+  return { text: entry.message, time: Math.floor(entry.realtimeUs / 1000), host: entry.hostname };
+}
+
+function toRecords(entries: readonly ExportEntry[], reject: (reason: Rejection) => void): LogRecord[] {
+  const records: LogRecord[] = [];
+  for (const entry of entries) {
+    const record = recordOf(entry);
+    if (typeof record === 'string') reject(record);
+    else records.push(record);
+  }
+  return records;
+}
+
+type Exit =
+  | { kind: 'error'; error: NodeJS.ErrnoException }
+  | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null };
+
+function exitOf(child: ChildProcess): Promise<Exit> {
+  return new Promise((resolve) => {
+    child.once('error', (error) => resolve({ kind: 'error', error }));
+    child.once('close', (code, signal) => resolve({ kind: 'exit', code, signal }));
+  });
+}
+
+function describeExit(exit: Exit, journalctl: string): string {
+  if (exit.kind === 'error') {
+    return exit.error.code === 'ENOENT'
+      ? `${journalctl} not found: the image needs journalctl (package systemd) in PATH`
+      : `cannot run ${journalctl}: ${exit.error.message}`;
+  }
+  return exit.signal !== null
+    ? `journalctl was killed by ${exit.signal}`
+    : `journalctl exited with ${exit.code}`;
+}
+
+/** journalctl's stderr as lines, bounded in length and number, whatever it prints. */
+class StderrLines {
+  readonly last: string[] = [];
+  private partial = '';
+  private count = 0;
+  private readonly onLine: (line: string) => void;
+
+  constructor(onLine: (line: string) => void = () => {}) {
+    this.onLine = onLine;
+  }
+
+  push(chunk: Buffer): void {
+    const lines = (this.partial + chunk.toString('utf8')).split('\n');
+    this.partial = lines.pop()!.slice(0, STDERR_LINE_CHARS);
+    for (const line of lines) this.line(line);
+  }
+
+  end(): void {
+    if (this.partial !== '') this.line(this.partial);
+    this.partial = '';
+  }
+
+  private line(text: string): void {
+    const line = text.slice(0, STDERR_LINE_CHARS);
+    if (line.trim() === '') return;
+    this.last.push(line);
+    if (this.last.length > STDERR_LINES_KEPT) this.last.shift();
+    if (++this.count <= STDERR_LINES_LOGGED) this.onLine(line);
+  }
+}
+
+function startJournalctl(journalctl: string, args: readonly string[], stderr: StderrLines): ChildProcess {
+  const child = spawn(journalctl, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
+  child.stderr!.on('end', () => stderr.end());
+  return child;
+}
+
+const isAlive = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null;
+
+/** SIGTERM, then SIGKILL should journalctl not be gone soon after: stop() waits for its exit. */
+function kill(child: ChildProcess): void {
+  if (!isAlive(child)) return;
+  child.kill();
+  setTimeout(() => {
+    if (isAlive(child)) child.kill('SIGKILL');
+  }, KILL_TIMEOUT_MS).unref();
+}
+
+/**
+ * Every kernel-transport entry in a journal directory, in journal order, one batch per chunk read
+ * from journalctl; then done. Throws when journalctl cannot run or fails.
+ */
+export async function* readJournalOnce(
+  directory: string,
+  journalctl: string = DEFAULT_JOURNALCTL,
+): AsyncGenerator<readonly LogRecord[]> {
+  const stderr = new StderrLines();
+  const child = startJournalctl(journalctl, journalctlArgs(directory, []), stderr);
+  const exited = exitOf(child);
+  const reader = new ExportReader();
+  try {
+    for await (const chunk of child.stdout!) {
+      const records = toRecords(reader.push(chunk as Buffer), () => {});
+      if (records.length > 0) yield records;
+    }
+    reader.end();
+    const exit = await exited;
+    if (exit.kind === 'error' || exit.code !== 0) {
+      throw new Error([describeExit(exit, journalctl), ...stderr.last].join(': '));
+    }
+  } finally {
+    kill(child);
+  }
+}
+
+export interface JournalSourceOptions {
+  directory: string;
+  checkpointDirectory: string;
+  /** Without a checkpoint, reading starts this long before now, so recent drops are not lost. */
+  expirationMs: number;
+  log: Logger;
+  metrics: Metrics;
+  /** The journalctl binary; a bare name is looked up in PATH. */
+  journalctl?: string;
+  now?: () => number;
+}
+
+interface CursorCheckpoint {
+  cursor: string;
+}
+
+function isCursorCheckpoint(value: unknown): value is CursorCheckpoint {
+  if (typeof value !== 'object' || value === null) return false;
+  const { cursor } = value as { cursor?: unknown };
+  return typeof cursor === 'string' && cursor.length <= MAX_CURSOR_LENGTH && CURSOR_PATTERN.test(cursor);
+}
+
+/**
+ * Follows the journal with `journalctl --follow`, restarting it with backoff whenever it exits, and
+ * resuming after the last entry the handler finished with, so nothing is lost or repeated.
+ */
+export class JournalSource implements LogSource {
+  private readonly directory: string;
+  private readonly expirationMs: number;
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+  private readonly journalctl: string;
+  private readonly now: () => number;
+  private readonly checkpoint: Checkpoint<CursorCheckpoint>;
+
+  /** The cursor of the last entry whose batch the handler finished. */
+  private cursor: string | null = null;
+  private savedCursor: string | null = null;
+  private lastSaveAt = Number.NEGATIVE_INFINITY;
+  private saveTimer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> = Promise.resolve();
+
+  private child: ChildProcess | null = null;
+  private running: Promise<void> | null = null;
+  private stopping = false;
+  private readonly stopped = new AbortController();
+  /** Set after a failed spawn is logged, so a missing journalctl is one log line, not one per retry. */
+  private spawnFailureLogged = false;
+
+  constructor(options: JournalSourceOptions) {
+    this.directory = options.directory;
+    this.expirationMs = options.expirationMs;
+    this.log = options.log;
+    this.metrics = options.metrics;
+    this.journalctl = options.journalctl ?? DEFAULT_JOURNALCTL;
+    this.now = options.now ?? Date.now;
+    this.checkpoint = new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log);
+  }
+
+  async run(handle: RecordHandler): Promise<void> {
+    if (this.running !== null) throw new Error('JournalSource.run called twice');
+    this.running = this.loop(handle);
+    await this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.stopped.abort();
+    if (this.child !== null) kill(this.child);
+    await this.running;
+    if (this.saveTimer !== null) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    await this.queueSave();
+  }
+
+  private async loop(handle: RecordHandler): Promise<void> {
+    const saved = await this.checkpoint.load(isCursorCheckpoint);
+    this.cursor = this.savedCursor = saved?.cursor ?? null;
+    let backoff = BACKOFF_FIRST_MS;
+    while (!this.stopping) {
+      const started = performance.now();
+      const exit = await this.follow(handle);
+      if (this.stopping) break;
+      if (performance.now() - started >= HEALTHY_RUN_MS) backoff = BACKOFF_FIRST_MS;
+      this.reportExit(exit, backoff);
+      await sleep(backoff, undefined, { signal: this.stopped.signal }).catch(() => {});
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    }
+  }
+
+  /** Where to start: after the last handled entry, or on a first start at now − expiration. */
+  private position(): string {
+    if (this.cursor !== null) return `--after-cursor=${this.cursor}`;
+    return `--since=@${Math.floor((this.now() - this.expirationMs) / 1000)}`;
+  }
+
+  /** Runs one journalctl until it exits or the source stops. */
+  private async follow(handle: RecordHandler): Promise<Exit> {
+    const args = journalctlArgs(this.directory, ['--follow', '--no-tail', this.position()]);
+    const stderr = new StderrLines((line) => this.log.warn({ journalctl: line }, 'journalctl reported'));
+    const child = startJournalctl(this.journalctl, args, stderr);
+    this.child = child;
+    const exited = exitOf(child);
+    child.once('spawn', () => {
+      this.spawnFailureLogged = false;
+      this.log.info({ args }, 'following the journal');
+    });
+    const reader = new ExportReader((reason) =>
+      this.metrics.sourceErrors.inc({ reason: `export_${reason}` }),
+    );
+    try {
+      for await (const chunk of child.stdout!) {
+        if (this.stopping) break;
+        const entries = reader.push(chunk as Buffer);
+        if (entries.length > 0) await this.handleBatch(entries, reader.cursor, handle);
+        if (this.stopping) break;
+      }
+      if (!this.stopping) reader.end();
+    } catch (err) {
+      this.log.warn({ err }, 'reading journalctl output failed');
+    } finally {
+      kill(child);
+    }
+    const exit = await exited;
+    this.child = null;
+    return exit;
+  }
+
+  /** `cursor` is that of the batch's last entry, trusted or not: all of them are dealt with. */
+  private async handleBatch(
+    entries: readonly ExportEntry[],
+    cursor: string | null,
+    handle: RecordHandler,
+  ): Promise<void> {
+    const records = toRecords(entries, (reason) => this.metrics.sourceErrors.inc({ reason }));
+    if (records.length > 0) {
+      this.metrics.linesRead.inc(records.length);
+      const newest = records[records.length - 1]!.time!;
+      this.metrics.sourceLagSeconds.set(Math.max(0, (this.now() - newest) / 1000));
+      try {
+        await handle(records);
+      } catch (err) {
+        // One bad batch must not stop the agent reading; it is skipped like any handled batch.
+        this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
+        this.log.error({ err }, 'handling journal records failed');
+      }
+    }
+    if (cursor !== null) {
+      this.cursor = cursor;
+      this.scheduleSave();
+    }
+  }
+
+  private reportExit(exit: Exit, backoffMs: number): void {
+    const message = `${describeExit(exit, this.journalctl)}; retrying in ${backoffMs / 1000} s`;
+    if (exit.kind === 'error') {
+      this.metrics.sourceErrors.inc({
+        reason: exit.error.code === 'ENOENT' ? 'journalctl_missing' : 'journalctl_spawn_failed',
+      });
+      if (!this.spawnFailureLogged) this.log.error({ journalctl: this.journalctl }, message);
+      this.spawnFailureLogged = true;
+      return;
+    }
+    this.metrics.sourceErrors.inc({ reason: 'journalctl_exited' });
+    this.log.warn({ directory: this.directory }, message);
+  }
+
+  /** Saves at most once per CHECKPOINT_INTERVAL_MS, and also when reading goes quiet. */
+  private scheduleSave(): void {
+    if (this.saveTimer !== null || this.stopping) return;
+    const wait = Math.max(0, this.lastSaveAt + CHECKPOINT_INTERVAL_MS - performance.now());
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = null;
+      void this.queueSave();
+    }, wait);
+    this.saveTimer.unref();
+  }
+
+  /** Saves run one after another: they share the checkpoint's temporary file. */
+  private queueSave(): Promise<void> {
+    this.saving = this.saving.then(() => this.save());
+    return this.saving;
+  }
+
+  private async save(): Promise<void> {
+    const cursor = this.cursor;
+    if (cursor === null || cursor === this.savedCursor) return;
+    this.lastSaveAt = performance.now();
+    await this.checkpoint.save({ cursor });
+    this.savedCursor = cursor;
+  }
+}

@@ -1,0 +1,351 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Logger } from '../../agent/log.ts';
+import { Metrics } from '../../agent/metrics.ts';
+import { JournalSource, type JournalSourceOptions, readJournalOnce } from '../../agent/sources/journal.ts';
+import type { LogRecord } from '../../agent/sources/source.ts';
+import {
+  appendJournal,
+  calicoMessage,
+  type JournalEntry,
+  journalctlSpy,
+  MACHINE_ID,
+  tempDir,
+} from '../support/journal.ts';
+
+const run = promisify(execFile);
+const MINUTE_US = 60_000_000;
+const EXPIRATION_MS = 10 * 60_000;
+
+let root: string;
+let dirCount = 0;
+
+beforeAll(async () => {
+  root = await tempDir('journal-source');
+});
+
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+async function newDir(): Promise<string> {
+  const dir = join(root, `case-${++dirCount}`);
+  await mkdir(dir);
+  return dir;
+}
+
+const nowUs = (): number => Date.now() * 1000;
+
+/** Kernel entries numbered from `first`, a microsecond apart, ending about now. */
+function numbered(first: number, count: number): JournalEntry[] {
+  const end = nowUs();
+  return Array.from({ length: count }, (_, i) => ({
+    message: `calico-packet: entry ${first + i}`,
+    realtimeUs: end - count + i,
+  }));
+}
+
+const texts = (records: readonly LogRecord[]): string[] => records.map((r) => r.text);
+const range = (first: number, last: number): string[] =>
+  Array.from({ length: last - first + 1 }, (_, i) => `calico-packet: entry ${first + i}`);
+
+async function readAll(directory: string, journalctl?: string): Promise<LogRecord[]> {
+  const records: LogRecord[] = [];
+  for await (const batch of readJournalOnce(directory, journalctl)) records.push(...batch);
+  return records;
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function capturingLogger(): { log: Logger; lines: () => { level: number; msg: string }[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return {
+    log: pino({ level: 'info' }, stream),
+    lines: () => lines.map((line) => JSON.parse(line) as { level: number; msg: string }),
+  };
+}
+
+async function errorCount(metrics: Metrics, reason: string): Promise<number> {
+  const { values } = await metrics.sourceErrors.get();
+  return values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
+/** A running JournalSource and what it has handed over, with the time each record arrived. */
+class Following {
+  readonly records: LogRecord[] = [];
+  readonly arrivals: number[] = [];
+  readonly metrics = new Metrics();
+  readonly logger = capturingLogger();
+  readonly source: JournalSource;
+  readonly done: Promise<void>;
+
+  constructor(options: Partial<JournalSourceOptions> & { directory: string; checkpointDirectory: string }) {
+    this.source = new JournalSource({
+      expirationMs: EXPIRATION_MS,
+      log: this.logger.log,
+      metrics: this.metrics,
+      ...options,
+    });
+    this.done = this.source.run((batch) => {
+      const at = performance.now();
+      for (const record of batch) {
+        this.records.push(record);
+        this.arrivals.push(at);
+      }
+    });
+    running.add(this);
+  }
+
+  until(count: number): Promise<void> {
+    return waitFor(() => this.records.length >= count, `${count} records (have ${this.records.length})`);
+  }
+
+  async stop(): Promise<void> {
+    running.delete(this);
+    await this.source.stop();
+    await this.done;
+  }
+}
+
+const running = new Set<Following>();
+afterEach(async () => {
+  await Promise.all([...running].map((f) => f.stop()));
+});
+
+describe('readJournalOnce', () => {
+  const forged: JournalEntry[] = [
+    { message: calicoMessage(101), transport: 'syslog', identifier: 'kernel' },
+    { message: calicoMessage(102), transport: 'stdout', identifier: 'kernel' },
+    { message: calicoMessage(103), transport: 'journal', identifier: 'kernel' },
+  ];
+
+  it('reads kernel entries of journal files directly in the directory', async () => {
+    const dir = await newDir();
+    const t = nowUs();
+    await appendJournal(join(dir, 'x.journal'), [
+      { message: calicoMessage(1), realtimeUs: t, hostname: 'gke-node-9s00' },
+      ...forged,
+      { message: calicoMessage(2), realtimeUs: t + 1500, hostname: 'gke-node-9s00' },
+    ]);
+    expect(await readAll(dir)).toEqual([
+      { text: calicoMessage(1), time: Math.floor(t / 1000), host: 'gke-node-9s00' },
+      { text: calicoMessage(2), time: Math.floor((t + 1500) / 1000), host: 'gke-node-9s00' },
+    ]);
+  });
+
+  it('reads kernel entries of the usual DIR/<machine-id>/ layout, merged in time order', async () => {
+    const dir = await newDir();
+    const [first, second, third] = numbered(1, 3);
+    await appendJournal(join(dir, MACHINE_ID, 'system.journal'), [first!, ...forged, third!]);
+    await appendJournal(join(dir, 'flat.journal'), [second!]);
+    expect(texts(await readAll(dir))).toEqual(range(1, 3));
+  });
+
+  it('does not read subdirectories that are not named like a machine ID (journalctl does not)', async () => {
+    const dir = await newDir();
+    await appendJournal(join(dir, 'remote', 'system.journal'), numbered(1, 1));
+    expect(await readAll(dir)).toEqual([]);
+  });
+
+  it('checks the transport of each entry itself, not only through the journalctl match', async () => {
+    const dir = await newDir();
+    await appendJournal(join(dir, 'x.journal'), [...forged, ...numbered(1, 1)]);
+    // A journalctl that ignores the match: the export stream of every entry, forged ones included.
+    const exported = await run('journalctl', [`--directory=${dir}`, '--output=export'], {
+      encoding: 'buffer',
+    });
+    const dump = join(dir, 'all.export');
+    await writeFile(dump, exported.stdout);
+    const fake = join(dir, 'fake-journalctl');
+    await writeFile(fake, `#!/bin/sh\ncat '${dump}'\n`);
+    await chmod(fake, 0o755);
+    expect(texts(await readAll(dir, fake))).toEqual(range(1, 1));
+  });
+
+  it('fails clearly when the directory cannot be read or journalctl is missing', async () => {
+    await expect(readAll(join(root, 'does-not-exist'))).rejects.toThrow(
+      /journalctl exited with 1: Failed to open/,
+    );
+    await expect(readAll(root, '/nonexistent/journalctl')).rejects.toThrow(/not found/);
+  });
+});
+
+describe('JournalSource', () => {
+  it.each([
+    ['directly in the directory', ''],
+    ['in DIR/<machine-id>/', MACHINE_ID],
+  ])('follows entries appended to a journal %s, well under a second late', async (_, subdirectory) => {
+    const dir = await newDir();
+    const file = join(dir, subdirectory, 'system.journal');
+    await appendJournal(file, numbered(1, 2));
+    const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state') });
+    await following.until(2);
+    const delays: number[] = [];
+    for (let n = 3; n <= 6; n++) {
+      // From the start of the append: systemd-journal-remote's own run time is included.
+      const appending = performance.now();
+      await appendJournal(file, numbered(n, 1));
+      await following.until(n);
+      delays.push(following.arrivals[n - 1]! - appending);
+    }
+    // A journal file created while following is picked up too.
+    await appendJournal(join(dir, subdirectory, 'other.journal'), numbered(7, 1));
+    await following.until(7);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 7));
+    console.info(`journal follow delay after append (ms): ${delays.map((d) => d.toFixed(0)).join(', ')}`);
+    expect(Math.max(...delays)).toBeLessThan(500);
+  });
+
+  it('resumes from its checkpoint after a stop, with nothing lost or repeated', async () => {
+    const dir = await newDir();
+    const file = join(dir, 'system.journal');
+    const checkpointDirectory = join(dir, 'state');
+    const spy = await journalctlSpy(dir);
+    await appendJournal(file, numbered(1, 3));
+    const first = new Following({ directory: dir, checkpointDirectory, journalctl: spy.path });
+    await first.until(3);
+    await appendJournal(file, numbered(4, 2));
+    await first.until(5);
+    await first.stop();
+    const saved = JSON.parse(await readFile(join(checkpointDirectory, 'journal.cursor.json'), 'utf8'));
+    expect(saved).toEqual({ cursor: expect.stringMatching(/^s=[0-9a-f]+;i=5;/) });
+
+    await appendJournal(file, numbered(6, 3));
+    const second = new Following({ directory: dir, checkpointDirectory, journalctl: spy.path });
+    await second.until(3);
+    await appendJournal(file, numbered(9, 2));
+    await second.until(5);
+    await sleep(200);
+    await second.stop();
+
+    expect(texts([...first.records, ...second.records])).toEqual(range(1, 10));
+    const runs = await spy.runs();
+    expect(runs).toHaveLength(2);
+    expect(runs[0]!.args).toMatch(/--since=@\d+ /);
+    expect(runs[1]!.args).toContain(`--after-cursor=${saved.cursor} `);
+  });
+
+  it('saves its checkpoint about once a second while running', async () => {
+    const dir = await newDir();
+    const checkpointDirectory = join(dir, 'state');
+    await appendJournal(join(dir, 'system.journal'), numbered(1, 2));
+    const following = new Following({ directory: dir, checkpointDirectory });
+    await following.until(2);
+    const file = join(checkpointDirectory, 'journal.cursor.json');
+    await waitFor(
+      () =>
+        readFile(file).then(
+          () => true,
+          () => false,
+        ),
+      'the checkpoint',
+      2000,
+    );
+    expect(JSON.parse(await readFile(file, 'utf8')).cursor).toMatch(/;i=2;/);
+  });
+
+  it('starts at now minus the expiration when there is no checkpoint', async () => {
+    const dir = await newDir();
+    const t = nowUs();
+    await appendJournal(join(dir, 'system.journal'), [
+      { message: 'calico-packet: too old', realtimeUs: t - 30 * MINUTE_US },
+      { message: 'calico-packet: just too old', realtimeUs: t - 11 * MINUTE_US },
+      { message: 'calico-packet: recent', realtimeUs: t - 9 * MINUTE_US },
+      { message: 'calico-packet: newest', realtimeUs: t - 1000 },
+    ]);
+    const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state') });
+    await following.until(2);
+    await sleep(300);
+    await following.stop();
+    expect(texts(following.records)).toEqual(['calico-packet: recent', 'calico-packet: newest']);
+  });
+
+  it('counts and logs a missing journalctl once, keeps retrying, and stops cleanly', async () => {
+    const dir = await newDir();
+    const following = new Following({
+      directory: dir,
+      checkpointDirectory: join(dir, 'state'),
+      journalctl: '/nonexistent/journalctl',
+    });
+    await waitFor(
+      async () => (await errorCount(following.metrics, 'journalctl_missing')) >= 2,
+      'two attempts',
+    );
+    await following.stop();
+    const errors = following.logger.lines().filter((line) => line.level >= 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.msg).toMatch(/\/nonexistent\/journalctl not found.*retrying in 0\.5 s/);
+  });
+
+  it('restarts journalctl killed from outside, after the last entry handled', async () => {
+    const dir = await newDir();
+    const file = join(dir, 'system.journal');
+    const spy = await journalctlSpy(dir);
+    await appendJournal(file, numbered(1, 3));
+    const following = new Following({
+      directory: dir,
+      checkpointDirectory: join(dir, 'state'),
+      journalctl: spy.path,
+    });
+    await following.until(3);
+    const [first] = await spy.runs();
+    process.kill(first!.pid, 'SIGKILL');
+    await appendJournal(file, numbered(4, 2));
+    await following.until(5);
+    await appendJournal(file, numbered(6, 1));
+    await following.until(6);
+    await sleep(200);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 6));
+    expect(await errorCount(following.metrics, 'journalctl_exited')).toBe(1);
+    const runs = await spy.runs();
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.args).toMatch(/--after-cursor=s=[0-9a-f]+;i=3;/);
+  });
+
+  it('waits for the handler before reading on, and counts what it read', async () => {
+    const dir = await newDir();
+    await appendJournal(join(dir, 'system.journal'), numbered(1, 3000));
+    const metrics = new Metrics();
+    const source = new JournalSource({
+      directory: dir,
+      checkpointDirectory: join(dir, 'state'),
+      expirationMs: EXPIRATION_MS,
+      log: pino({ level: 'silent' }),
+      metrics,
+    });
+    const seen: string[] = [];
+    let inFlight = 0;
+    let overlapped = false;
+    const done = source.run(async (batch) => {
+      overlapped ||= inFlight > 0;
+      inFlight++;
+      await sleep(2);
+      seen.push(...texts(batch));
+      inFlight--;
+    });
+    await waitFor(() => seen.length >= 3000, 'every record');
+    await source.stop();
+    await done;
+    expect(overlapped).toBe(false);
+    expect(seen).toEqual(range(1, 3000));
+    expect((await metrics.linesRead.get()).values[0]!.value).toBe(3000);
+  });
+});
