@@ -1,0 +1,108 @@
+import type { Server } from 'node:http';
+import { type Config, loadConfig, requireOneSource } from '../config.ts';
+import { EventWriter } from '../events/writer.ts';
+import { loadKubeConfig } from '../kube.ts';
+import type { ListWatch } from '../locator/list-watch.ts';
+import { createNodeWatch } from '../locator/node-watch.ts';
+import { PodDirectory } from '../locator/pod-directory.ts';
+import { createPodWatch } from '../locator/pod-watch.ts';
+import { ReverseDns } from '../locator/reverse-dns.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { Metrics } from '../metrics.ts';
+import { createParser } from '../parser/parse.ts';
+import { Pipeline } from '../pipeline.ts';
+import { startServer } from '../server.ts';
+import { FileSource } from '../sources/file.ts';
+import { JournalSource } from '../sources/journal.ts';
+import type { LogRecord, LogSource } from '../sources/source.ts';
+import { UsageError } from './args.ts';
+
+function createSource(config: Config, log: Logger, metrics: Metrics): LogSource {
+  const source = requireOneSource(config);
+  const common = { checkpointDirectory: config.checkpointDirectory, log, metrics };
+  return source.kind === 'journal'
+    ? new JournalSource({ ...common, directory: source.path, expirationMs: config.expirationMs })
+    : new FileSource({ ...common, path: source.path, pollIntervalMs: config.watchIntervalMs });
+}
+
+/** The DaemonSet agent: log source → parser → pipeline → event writer, with metrics and health beside it. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.length > 0)
+    throw new UsageError('run takes no arguments: it is configured by environment variables');
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  const metrics = new Metrics({ defaultMetrics: true });
+  const source = createSource(config, log, metrics);
+  const kubeConfig = loadKubeConfig(config);
+
+  const directory = new PodDirectory();
+  const watches: ListWatch<unknown>[] = [
+    createPodWatch({ kubeConfig, sink: directory, logger: log, labelKey: config.podIdentifierLabel }),
+    createNodeWatch({ kubeConfig, sink: directory, logger: log }),
+  ];
+  const writer = new EventWriter({ kubeConfig, config, metrics, log });
+  const pipeline = new Pipeline({
+    config,
+    locator: directory,
+    sink: writer,
+    metrics,
+    ...(config.reverseDns ? { dns: new ReverseDns() } : {}),
+  });
+  const parse = createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now });
+
+  let reading = false;
+  const server: Server = await startServer(config.metricsPort, metrics, {
+    live: () => true,
+    ready: () => reading && watches.every((watch) => watch.synced()),
+  });
+  log.info(
+    { source: requireOneSource(config), prefix: config.logPrefix, port: config.metricsPort },
+    'starting',
+  );
+
+  for (const watch of watches) watch.start();
+  const stopping = new AbortController();
+  const shutdown = (signal: string) => {
+    if (stopping.signal.aborted) return;
+    log.info({ signal }, 'stopping');
+    stopping.abort();
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+
+  try {
+    // Drops read before the first full list could not be attributed to pods, so reading waits for it.
+    await Promise.all(watches.map((watch) => watch.waitForSync(stopping.signal)));
+  } catch {
+    // aborted by a signal before the first sync: nothing was read, nothing to flush
+  }
+
+  const handle = async (records: readonly LogRecord[]): Promise<void> => {
+    for (const record of records) {
+      const result = parse(record);
+      if (result.kind === 'skip') continue;
+      if (result.kind === 'invalid') {
+        metrics.linesInvalid.inc({ reason: result.reason });
+        log.debug({ reason: result.reason, detail: result.detail }, 'invalid packet drop line');
+        continue;
+      }
+      metrics.linesParsed.inc();
+      const now = Date.now();
+      metrics.sourceLagSeconds.set(Math.max(0, (now - result.drop.time) / 1000));
+      pipeline.handle(result.drop, now);
+    }
+    await writer.waitForCapacity();
+  };
+
+  if (!stopping.signal.aborted) {
+    reading = true;
+    const run = source.run(handle);
+    stopping.signal.addEventListener('abort', () => void source.stop(), { once: true });
+    await run;
+  }
+  await writer.flush(config.shutdownGraceMs);
+  await Promise.all(watches.map((watch) => watch.stop()));
+  await new Promise((resolve) => server.close(resolve));
+  log.info('stopped');
+  return 0;
+}

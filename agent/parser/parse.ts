@@ -1,0 +1,301 @@
+/**
+ * Kernel packet-drop log lines (iptables/nftables LOG target) into PacketDrops. Written for the hot
+ * path: most lines of a busy node are skipped after one indexOf, and the rest are scanned once with
+ * indexOf/charCodeAt, allocating little beyond the result.
+ */
+
+import type { LogRecord } from '../sources/source.ts';
+import type { PacketDrop } from '../types.ts';
+import { canonicalIp, Ipv4Texts, ipVersion, ipv4ValueAt } from './address.ts';
+import { DateParts, MAX_DATE_MS, type StampParser, TimeResolver } from './dates.ts';
+import {
+  endOf,
+  FIELD_NAMES,
+  Field,
+  FieldScan,
+  has,
+  MALFORMED,
+  type Spans,
+  scanFields,
+  startOf,
+} from './fields.ts';
+import { HostSpan, headerAt } from './header.ts';
+import { MAX_LINE_LENGTH } from './lines.ts';
+import { findPrefix, normalizePrefix } from './prefix.ts';
+import { createStampParser } from './timestamp.ts';
+import { Interner, isHostNameAt, isInterfaceNameAt, isMacAt, protocolAt, validWhole } from './values.ts';
+
+export interface ParserOptions {
+  /** IPTABLES_LOG_PREFIX; surrounding spaces and a trailing ':' do not matter. */
+  prefix: string;
+  /** PACKET_DROP_LOG_TIME_LAYOUT: a Go reference layout tried before the built-in styles. */
+  timeLayout: string | null;
+  /** Epoch ms; gives year-less syslog stamps a year. */
+  now: () => number;
+}
+
+/** Why a line that carries the prefix is no drop: a metric label, so a small fixed set. */
+export const INVALID_REASONS = [
+  'too_long',
+  'bad_timestamp',
+  'bad_host',
+  'missing_field',
+  'bad_address',
+  'bad_port',
+  'bad_field',
+] as const;
+export type InvalidReason = (typeof INVALID_REASONS)[number];
+
+export type ParseResult =
+  | { kind: 'drop'; drop: PacketDrop }
+  | { kind: 'skip' }
+  | { kind: 'invalid'; reason: InvalidReason; detail: string };
+
+export { MAX_LINE_LENGTH };
+
+/** Shared by every skipped line, so skipping allocates nothing. */
+export const SKIPPED: ParseResult = Object.freeze({ kind: 'skip' });
+
+/** How much of an offending value a detail quotes. */
+const MAX_DETAIL_VALUE = 64;
+
+function invalid(reason: InvalidReason, detail: string): ParseResult {
+  return { kind: 'invalid', reason, detail };
+}
+
+/** JSON-quoted and ASCII-only, so a hostile value cannot forge lines or terminal output where it is shown. */
+function quote(text: string): string {
+  const cut = text.length > MAX_DETAIL_VALUE ? `${text.slice(0, MAX_DETAIL_VALUE)}...` : text;
+  return JSON.stringify(cut).replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+function describe(text: string, spans: Spans, field: Field): string {
+  return `${FIELD_NAMES[field]}=${quote(text.slice(startOf(spans, field), endOf(spans, field)))}`;
+}
+
+/** The end of the line without trailing whitespace (CRLF files, journal messages ending in '\n'). */
+function trimmedEnd(text: string, start: number, end: number): number {
+  let trimmed = end;
+  while (trimmed > start && text.charCodeAt(trimmed - 1) <= 32) trimmed--;
+  return trimmed;
+}
+
+const REQUIRED_FIELDS: readonly Field[] = [Field.SRC, Field.DST, Field.PROTO];
+
+/** Numeric fields with their limits; LEN= of IPv6 jumbograms needs 32 bits. */
+const NUMERIC_FIELDS: readonly { field: Field; max: number; reason: InvalidReason }[] = [
+  { field: Field.SPT, max: 65_535, reason: 'bad_port' },
+  { field: Field.DPT, max: 65_535, reason: 'bad_port' },
+  { field: Field.LEN, max: 0xffff_ffff, reason: 'bad_field' },
+  { field: Field.TTL, max: 255, reason: 'bad_field' },
+  { field: Field.TYPE, max: 255, reason: 'bad_field' },
+  { field: Field.CODE, max: 255, reason: 'bad_field' },
+];
+
+/** Interned values of one parser: each distinct host, interface, MAC and address is validated once. */
+class Values {
+  readonly hosts = new Interner(validWhole(isHostNameAt));
+  readonly interfaces = new Interner(validWhole(isInterfaceNameAt));
+  readonly macs = new Interner(validWhole(isMacAt));
+  readonly ipv6 = new Interner(canonicalIp);
+  readonly ipv4 = new Ipv4Texts();
+
+  /** A field's validated value, or null; absent counts as empty, as the kernel prints `OUT=` for none. */
+  optional(interner: Interner, text: string, spans: Spans, field: Field): string | null {
+    const start = startOf(spans, field);
+    const end = endOf(spans, field);
+    return start < 0 || start === end ? '' : interner.at(text, start, end);
+  }
+
+  address(text: string, spans: Spans, field: Field): string | null {
+    const start = startOf(spans, field);
+    const end = endOf(spans, field);
+    const ipv4 = ipv4ValueAt(text, start, end);
+    return ipv4 < 0 ? this.ipv6.at(text, start, end) : this.ipv4.at(text, start, end, ipv4);
+  }
+}
+
+/** The first numeric field out of range or malformed, or null. */
+function numbersProblem(text: string, scan: FieldScan): ParseResult | null {
+  for (const { field, max, reason } of NUMERIC_FIELDS) {
+    const value = scan.numbers[field]!;
+    if (value === MALFORMED || value > max) return invalid(reason, describe(text, scan.spans, field));
+  }
+  return null;
+}
+
+function numberOrNull(scan: FieldScan, field: Field): number | null {
+  const value = scan.numbers[field]!;
+  return value < 0 ? null : value;
+}
+
+/** The drop described by the fields after the prefix, every value validated, or why there is none. */
+function dropFrom(
+  text: string,
+  scan: FieldScan,
+  values: Values,
+  time: number,
+  host: string,
+  prefix: string,
+): ParseResult {
+  const { spans } = scan;
+  for (const field of REQUIRED_FIELDS) {
+    if (!has(spans, field)) return invalid('missing_field', `no ${FIELD_NAMES[field]}=`);
+  }
+  const src = values.address(text, spans, Field.SRC);
+  if (src === null) return invalid('bad_address', describe(text, spans, Field.SRC));
+  const dst = values.address(text, spans, Field.DST);
+  if (dst === null) return invalid('bad_address', describe(text, spans, Field.DST));
+  const version = ipVersion(src);
+  if (ipVersion(dst) !== version) return invalid('bad_address', 'SRC= and DST= are of different IP versions');
+  const proto = protocolAt(text, startOf(spans, Field.PROTO), endOf(spans, Field.PROTO));
+  if (proto === null) return invalid('bad_field', describe(text, spans, Field.PROTO));
+  if (has(spans, Field.SPT) !== has(spans, Field.DPT)) {
+    return invalid('missing_field', has(spans, Field.SPT) ? 'SPT= without DPT=' : 'DPT= without SPT=');
+  }
+  const problem = numbersProblem(text, scan);
+  if (problem !== null) return problem;
+  const inName = values.optional(values.interfaces, text, spans, Field.IN);
+  if (inName === null) return invalid('bad_field', describe(text, spans, Field.IN));
+  const outName = values.optional(values.interfaces, text, spans, Field.OUT);
+  if (outName === null) return invalid('bad_field', describe(text, spans, Field.OUT));
+  // `MAC=` with nothing after it is how the kernel says the device has no link-layer header.
+  const mac = values.optional(values.macs, text, spans, Field.MAC);
+  if (mac === null) return invalid('bad_field', describe(text, spans, Field.MAC));
+  const drop: PacketDrop = {
+    time,
+    host,
+    prefix,
+    src,
+    dst,
+    ipVersion: version,
+    proto,
+    srcPort: numberOrNull(scan, Field.SPT),
+    dstPort: numberOrNull(scan, Field.DPT),
+    in: inName,
+    out: outName,
+    mac: mac === '' ? null : mac,
+    ttl: numberOrNull(scan, Field.TTL),
+    length: numberOrNull(scan, Field.LEN),
+    icmpType: numberOrNull(scan, Field.TYPE),
+    icmpCode: numberOrNull(scan, Field.CODE),
+  };
+  return { kind: 'drop', drop };
+}
+
+/** One prefix's parser state: scratch objects reused from line to line, and the interned values. */
+class Parser {
+  private readonly core: string;
+  private readonly stamp: StampParser;
+  private readonly resolver: TimeResolver;
+  private readonly parts = new DateParts();
+  private readonly hostSpan = new HostSpan();
+  private readonly scan = new FieldScan();
+  private readonly values = new Values();
+  /** The first occurrence of the prefix at or after `searchedFrom` in `searchedText`, or -1. */
+  private searchedText = '';
+  private searchedFrom = 0;
+  private foundAt = -1;
+
+  constructor(options: ParserOptions) {
+    this.core = normalizePrefix(options.prefix);
+    if (this.core === '') throw new Error('the log prefix is empty');
+    this.stamp = createStampParser(options.timeLayout);
+    this.resolver = new TimeResolver(options.now);
+  }
+
+  record(record: LogRecord): ParseResult {
+    const text = record.text;
+    if (record.time === null) return this.line(text, 0, text.length);
+    if (!this.mayCarryPrefix(text, 0, text.length)) return SKIPPED;
+    return this.journalMessage(text, trimmedEnd(text, 0, text.length), record.time, record.host);
+  }
+
+  /** A syslog-style line at text[start, end), e.g. one line of a large chunk read from a file. */
+  line(text: string, start: number, end: number): ParseResult {
+    if (!this.mayCarryPrefix(text, start, end)) return SKIPPED;
+    return this.syslogLine(text, start, trimmedEnd(text, start, end));
+  }
+
+  /**
+   * The cheap test every line takes: whether the prefix text occurs in it at all. Lines of one chunk
+   * come in order, so one search answers for every line up to the next occurrence: the scan stays
+   * linear in the chunk however rare prefixed lines are.
+   */
+  private mayCarryPrefix(text: string, start: number, end: number): boolean {
+    if (
+      text !== this.searchedText ||
+      start < this.searchedFrom ||
+      (this.foundAt >= 0 && this.foundAt < start)
+    ) {
+      this.searchedText = text;
+      this.searchedFrom = start;
+      this.foundAt = text.indexOf(this.core, start);
+    }
+    return this.foundAt >= 0 && this.foundAt + this.core.length <= end;
+  }
+
+  private tooLong(start: number, end: number): ParseResult {
+    return invalid('too_long', `${end - start} characters`);
+  }
+
+  private fieldsAfter(text: string, from: number, end: number, time: number, host: string): ParseResult {
+    const start = findPrefix(text, this.core, from, end);
+    if (start < 0) return SKIPPED;
+    scanFields(text, start, end, this.scan);
+    return dropFrom(text, this.scan, this.values, time, host, this.core);
+  }
+
+  private journalMessage(text: string, end: number, time: number, host: string | null): ParseResult {
+    if (findPrefix(text, this.core, 0, end) < 0) return SKIPPED;
+    if (end > MAX_LINE_LENGTH) return this.tooLong(0, end);
+    if (!Number.isFinite(time) || Math.abs(time) > MAX_DATE_MS) return invalid('bad_timestamp', String(time));
+    const checkedHost = host === null || host === '' ? '' : this.values.hosts.at(host, 0, host.length);
+    if (checkedHost === null) return invalid('bad_host', quote(host ?? ''));
+    return this.fieldsAfter(text, 0, end, time, checkedHost);
+  }
+
+  private syslogLine(text: string, start: number, end: number): ParseResult {
+    if (end - start > MAX_LINE_LENGTH) {
+      return findPrefix(text, this.core, start, end) < 0 ? SKIPPED : this.tooLong(start, end);
+    }
+    const from = headerAt(text, start, end, this.stamp, this.parts, this.hostSpan);
+    const time = from < 0 ? Number.NaN : this.resolver.resolve(this.parts);
+    if (Number.isNaN(time)) {
+      if (findPrefix(text, this.core, start, end) < 0) return SKIPPED;
+      return invalid('bad_timestamp', `no known timestamp at the start of ${quote(text.slice(start, end))}`);
+    }
+    const { hostSpan } = this;
+    const host =
+      hostSpan.end > hostSpan.start ? this.values.hosts.at(text, hostSpan.start, hostSpan.end) : '';
+    if (host === null) {
+      if (findPrefix(text, this.core, from, end) < 0) return SKIPPED;
+      return invalid('bad_host', quote(text.slice(hostSpan.start, hostSpan.end)));
+    }
+    return this.fieldsAfter(text, from, end, time, host);
+  }
+}
+
+/**
+ * Creates a parser for one prefix. A record with a `time` is a journal MESSAGE (time and host come
+ * from the journal); one without is a whole syslog-style line that carries its own stamp and host.
+ * Never throws on any record: what is not a drop is 'invalid' (if it carries the prefix) or 'skip'.
+ */
+export function createParser(options: ParserOptions): (record: LogRecord) => ParseResult {
+  const parser = new Parser(options);
+  return (record) => parser.record(record);
+}
+
+/**
+ * The same for syslog-style lines given as text[start, end) of a larger string, so that a file reader
+ * can hand over lines of a decoded chunk without cutting them out first.
+ */
+export function createLineParser(
+  options: ParserOptions,
+): (text: string, start: number, end: number) => ParseResult {
+  const parser = new Parser(options);
+  return (text, start, end) => parser.line(text, start, end);
+}

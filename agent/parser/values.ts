@@ -1,0 +1,133 @@
+/**
+ * Validators for the values that reach a PacketDrop. Every one of them ends up in Kubernetes Event
+ * messages or logs, so each is held to the narrow character set the kernel actually prints.
+ */
+
+/** Linux IFNAMSIZ is 16 bytes including the terminating NUL. */
+const MAX_INTERFACE_NAME = 15;
+const MAX_PROTOCOL_NAME = 16;
+const MAX_HOST_NAME = 253;
+/** 64 bytes of link-layer header, printed as `xx:` per byte. */
+const MAX_MAC_TEXT = 64 * 3 - 1;
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+function isLetter(c: number): boolean {
+  const lower = c | 0x20;
+  return lower >= 97 && lower <= 122;
+}
+
+function isHexDigit(c: number): boolean {
+  const lower = c | 0x20;
+  return isDigit(c) || (lower >= 97 && lower <= 102);
+}
+
+/** Interface names: the kernel allows almost any byte, but real ones (eth0, cali1a2b, br-x.10) stay in this set. */
+export function isInterfaceNameAt(text: string, start: number, end: number): boolean {
+  if (end - start > MAX_INTERFACE_NAME) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!isLetter(c) && !isDigit(c) && c !== 95 && c !== 45 && c !== 46 && c !== 64 && c !== 43) return false;
+  }
+  return true;
+}
+
+/** Link-layer header as the kernel prints it: hex byte pairs joined by ':'. */
+export function isMacAt(text: string, start: number, end: number): boolean {
+  const length = end - start;
+  if (length < 2 || length > MAX_MAC_TEXT || length % 3 !== 2) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if ((i - start) % 3 === 2 ? c !== 58 : !isHexDigit(c)) return false;
+  }
+  return true;
+}
+
+/** Protocol names (TCP, ICMPv6, UDPLITE) or numbers (47). */
+export function isProtocolAt(text: string, start: number, end: number): boolean {
+  if (end <= start || end - start > MAX_PROTOCOL_NAME) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!isLetter(c) && !isDigit(c)) return false;
+  }
+  return true;
+}
+
+/** Host names, or the address a syslog daemon writes when it has no name (IPv6 included). */
+export function isHostNameAt(text: string, start: number, end: number): boolean {
+  if (end <= start || end - start > MAX_HOST_NAME) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!isLetter(c) && !isDigit(c) && c !== 45 && c !== 46 && c !== 95 && c !== 58) return false;
+  }
+  return true;
+}
+
+const COMMON_PROTOCOLS = ['TCP', 'UDP', 'ICMP', 'ICMPv6'];
+
+/** The protocol text, reusing the common names instead of allocating a slice per line. */
+export function protocolAt(text: string, start: number, end: number): string | null {
+  for (const name of COMMON_PROTOCOLS) {
+    if (name.length === end - start && text.startsWith(name, start)) return name;
+  }
+  return isProtocolAt(text, start, end) ? detached(text.slice(start, end)) : null;
+}
+
+/**
+ * A copy that shares no storage with the line. V8 makes substrings of 13+ characters views into their
+ * parent, so a drop holding one would keep a whole read chunk alive. Only for validated ASCII values.
+ */
+export function detached(value: string): string {
+  return Buffer.from(value, 'latin1').toString('latin1');
+}
+
+/** Characters hashed from the end of a value to pick its cache slot. */
+const HASHED_TAIL = 8;
+
+/**
+ * Validated, canonical, detached values by their text on the line. Hosts, interfaces and addresses
+ * repeat from line to line, so each distinct one is checked and copied once. The cache is
+ * direct-mapped: a collision simply replaces the older entry, which bounds memory whatever the input.
+ */
+export class Interner {
+  private readonly keys: string[];
+  private readonly values: string[];
+  private readonly mask: number;
+  private readonly canonical: (raw: string) => string | null;
+
+  constructor(canonical: (raw: string) => string | null, slots = 4096) {
+    this.canonical = canonical;
+    this.mask = slots - 1;
+    this.keys = new Array<string>(slots).fill('');
+    this.values = new Array<string>(slots).fill('');
+  }
+
+  /** The canonical form of text[start, end), or null when it is not valid. */
+  at(text: string, start: number, end: number): string | null {
+    // Empty slots hold '', which must not answer for an empty value.
+    if (end <= start) return this.canonical('');
+    // The tail tells repeated values apart (pod addresses, cali<hash> names, source MAC bytes); a
+    // collision only costs a miss, since the full text is compared below.
+    let hash = end - start;
+    for (let i = Math.max(start, end - HASHED_TAIL); i < end; i++)
+      hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
+    const slot = (hash ^ (hash >>> 13)) & this.mask;
+    // A slice and === compare natively, faster than startsWith's character loop.
+    const raw = text.slice(start, end);
+    if (raw === this.keys[slot]) return this.values[slot]!;
+    const value = this.canonical(raw);
+    if (value === null) return null;
+    const detachedKey = detached(raw);
+    const detachedValue = value === raw ? detachedKey : detached(value);
+    this.keys[slot] = detachedKey;
+    this.values[slot] = detachedValue;
+    return detachedValue;
+  }
+}
+
+/** Adapts a span validator to Interner's whole-string form. */
+export function validWhole(isValidAt: (text: string, start: number, end: number) => boolean) {
+  return (raw: string): string | null => (isValidAt(raw, 0, raw.length) ? raw : null);
+}

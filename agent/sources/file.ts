@@ -1,0 +1,657 @@
+/**
+ * A kern.log-style file as a log source, followed like `tail -F` but without losing or repeating a line
+ * across rotations and restarts.
+ *
+ * Reading is driven by change hints: fs.watch on the file (the inode, so it keeps reporting appends to
+ * the file after it is renamed) and on its directory (creation, deletion, renames), plus a poll every
+ * `pollIntervalMs` because fs.watch misses events on some filesystems. Any hint just means "look again":
+ * each look stats the path, reads the open file from its offset to its end and hands the lines over.
+ *
+ * Rotation:
+ * - Rename and create (logrotate's default): the path names a new inode. The old file stays open and is
+ *   read to its end first; the switch to the new file, read from offset 0, waits until the new file has
+ *   data, because until the writer reopens (logrotate's postrotate HUP) it still appends to the old one.
+ *   Lines appended to the old file after the switch are lost; a single writer never does that.
+ * - copytruncate: same inode, size below our offset: read again from 0. Lines written between
+ *   logrotate's copy and its truncate are in neither file, a loss inherent to copytruncate. A truncation
+ *   is invisible if the file grows past our offset again before we look (the poll interval at worst).
+ * - Delete and recreate: while the path is missing the deleted file is still read through its open
+ *   handle; a file that appears at the path later is read from 0, as above.
+ *
+ * Start position. The checkpoint, saved at most once a second and on stop, is the offset just after the
+ * last line the handler finished, in a file identified by dev, inode and a hash of its first bytes
+ * (inode numbers are reused when a file is deleted and another created).
+ * - No checkpoint (or one for another path): the start of the file's last line, i.e. its end when it
+ *   ends with a newline. Replaying a whole kern.log would post old drops again; drops logged while the
+ *   agent was not running are missed (the journal source reads back PACKET_DROP_EXPIRATION_MINUTES
+ *   instead, but a file has no cheap index by time).
+ * - The checkpoint's file is at the path: resume at the offset.
+ * - It is at `<path>.1` (rotated while the agent was down): read that from the offset to its end, then
+ *   the file at the path from 0.
+ * - Neither (rotated twice, deleted, truncated or replaced while down): the file at the path from 0.
+ * - A file that appears at the path after the start (it was missing, a directory, ...) is read from 0.
+ */
+
+import { createHash } from 'node:crypto';
+import { type BigIntStats, constants, type FSWatcher, watch } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { Checkpoint } from './checkpoint.ts';
+import { LineSplitter } from './line-splitter.ts';
+import type { LogRecord, LogSource, RecordHandler } from './source.ts';
+
+const CHECKPOINT_FILE = 'file.position.json';
+const CHECKPOINT_INTERVAL_MS = 1000;
+const CHUNK_BYTES = 64 * 1024;
+const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
+const OVERLONG_LOG_INTERVAL_MS = 60_000;
+/** logrotate's name for the previous file, looked at only when resuming from a checkpoint. */
+const ROTATED_SUFFIX = '.1';
+/** How many leading bytes identify a file's content, next to its inode number. */
+const HEAD_BYTES = 1024;
+const NEWLINE = 0x0a;
+const DECIMAL = /^\d+$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export interface FileSourceOptions {
+  path: string;
+  checkpointDirectory: string;
+  /** How often to look for changes fs.watch did not report. */
+  pollIntervalMs: number;
+  log: Logger;
+  metrics: Metrics;
+  /** Longer lines are skipped and counted (sourceErrors{reason="line_too_long"}). */
+  maxLineBytes?: number;
+}
+
+interface Position {
+  path: string;
+  /** dev and ino as decimal strings: 64-bit values that a JSON number cannot hold exactly. */
+  dev: string;
+  ino: string;
+  offset: number;
+  /**
+   * SHA-256 (hex) of the file's first min(offset, HEAD_BYTES) bytes. A file deleted and recreated
+   * while the agent was down often gets the same inode number back; its first bytes tell it apart.
+   */
+  head: string;
+}
+
+function isPosition(value: unknown): value is Position {
+  if (typeof value !== 'object' || value === null) return false;
+  const { path, dev, ino, offset, head } = value as Partial<Record<keyof Position, unknown>>;
+  return (
+    typeof path === 'string' &&
+    typeof dev === 'string' &&
+    DECIMAL.test(dev) &&
+    typeof ino === 'string' &&
+    DECIMAL.test(ino) &&
+    Number.isSafeInteger(offset) &&
+    (offset as number) >= 0 &&
+    typeof head === 'string' &&
+    SHA256_HEX.test(head)
+  );
+}
+
+/** A hash of a file's first `length` bytes. */
+interface Head {
+  length: number;
+  hash: string;
+}
+
+function headLength(offset: number): number {
+  return Math.min(offset, HEAD_BYTES);
+}
+
+async function headOf(handle: FileHandle, length: number): Promise<Head> {
+  const bytes = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(bytes, 0, length, 0);
+  return { length, hash: createHash('sha256').update(bytes.subarray(0, bytesRead)).digest('hex') };
+}
+
+interface FileId {
+  dev: bigint;
+  ino: bigint;
+}
+
+function sameFile(a: FileId, b: FileId): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/** What a path names right now, or why it cannot be read. */
+type Found =
+  | { kind: 'file'; id: FileId; size: number }
+  | { kind: 'missing' }
+  | { kind: 'not_a_regular_file'; detail: string }
+  | { kind: 'unreadable'; detail: string };
+
+/** Why the path is not being read, or why reading it failed. */
+type Problem = Exclude<Found, { kind: 'file' }> | { kind: 'read_failed'; detail: string };
+
+function describeType(stats: BigIntStats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO (named pipe)';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device';
+  return 'a special file';
+}
+
+function classify(stats: BigIntStats): Found {
+  if (!stats.isFile()) return { kind: 'not_a_regular_file', detail: describeType(stats) };
+  return { kind: 'file', id: { dev: stats.dev, ino: stats.ino }, size: Number(stats.size) };
+}
+
+/** Expected trouble with the path becomes a Problem; anything else is thrown. */
+function problemOf(err: unknown): Exclude<Found, { kind: 'file' }> {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' };
+  if (code === 'EACCES' || code === 'EPERM') return { kind: 'unreadable', detail: 'permission denied' };
+  throw err;
+}
+
+async function inspect(path: string): Promise<Found> {
+  try {
+    return classify(await stat(path, { bigint: true }));
+  } catch (err) {
+    return problemOf(err);
+  }
+}
+
+type Opened = { kind: 'open'; handle: FileHandle; id: FileId; size: number };
+
+/** Whether the opened file is the checkpoint's: the same inode, long enough, with the same first bytes. */
+async function holdsPosition(opened: Opened, position: Position): Promise<boolean> {
+  if (position.dev !== String(opened.id.dev) || position.ino !== String(opened.id.ino)) return false;
+  if (position.offset > opened.size) return false;
+  return (await headOf(opened.handle, headLength(position.offset))).hash === position.head;
+}
+
+/** The work's result; if it fails, the handle is closed first, so that a failed open leaks nothing. */
+async function orClose<T>(handle: FileHandle, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/**
+ * Opens the path if it is a regular file. O_NONBLOCK keeps a FIFO from blocking the open, and the
+ * check is on what was opened, not on what the path named a moment before.
+ */
+async function openRegular(path: string): Promise<Opened | Exclude<Found, { kind: 'file' }>> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    return problemOf(err);
+  }
+  const found = classify(await orClose(handle, handle.stat({ bigint: true })));
+  if (found.kind === 'file') return { kind: 'open', handle, id: found.id, size: found.size };
+  await handle.close();
+  return found;
+}
+
+interface Start {
+  offset: number;
+  /** The offset is inside a line: its rest is dropped. */
+  midLine?: boolean;
+}
+
+/**
+ * Where the file's last line begins. Only its last maxLineBytes + 1 bytes are searched: a line longer
+ * than that would be skipped anyway, so reading then starts at the end, mid-line.
+ */
+async function lastLineStart(handle: FileHandle, size: number, maxLineBytes: number): Promise<Start> {
+  const length = Math.min(size, maxLineBytes + 1);
+  const tail = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(tail, 0, length, size - length);
+  const newline = tail.subarray(0, bytesRead).lastIndexOf(NEWLINE);
+  if (newline >= 0) return { offset: size - length + newline + 1 };
+  return length === size ? { offset: 0 } : { offset: size, midLine: true };
+}
+
+/** One open file being read. */
+interface TailedFile {
+  readonly handle: FileHandle;
+  readonly id: FileId;
+  /** The name it was opened by: the followed path, or its rotated name when resuming. */
+  readonly name: string;
+  /** Bytes read so far; the splitter's offset trails it by the unfinished line. */
+  readOffset: number;
+  splitter: LineSplitter;
+  /** The head hash for the checkpoint; recomputed while the offset is below HEAD_BYTES. */
+  head: Head | null;
+}
+
+/** How the next file opened at the path is positioned. */
+type Resume = { kind: 'checkpoint'; position: Position } | { kind: 'last_line' } | { kind: 'beginning' };
+
+const BEGINNING: Resume = { kind: 'beginning' };
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+function toRecord(text: string): LogRecord {
+  return { text, time: null, host: null };
+}
+
+/**
+ * Keeps a checkpoint near the latest value while writing it at most once per interval; writes run one
+ * after another because they share the checkpoint's temporary file.
+ */
+class ThrottledCheckpoint<T> {
+  private readonly checkpoint: Checkpoint<T>;
+  private readonly intervalMs: number;
+  private latest: T | null = null;
+  private savedText: string | null = null;
+  private lastSaveAt = Number.NEGATIVE_INFINITY;
+  private timer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(checkpoint: Checkpoint<T>, intervalMs: number) {
+    this.checkpoint = checkpoint;
+    this.intervalMs = intervalMs;
+  }
+
+  async load(isValid: (value: unknown) => value is T): Promise<T | null> {
+    const value = await this.checkpoint.load(isValid);
+    this.savedText = JSON.stringify(value);
+    return value;
+  }
+
+  update(value: T): void {
+    this.latest = value;
+    if (this.timer !== null) return;
+    const wait = Math.max(0, this.lastSaveAt + this.intervalMs - performance.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.queueSave();
+    }, wait);
+    this.timer.unref();
+  }
+
+  /** Saves the latest value now, and cancels the pending timed save. */
+  flush(): Promise<void> {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    return this.queueSave();
+  }
+
+  private queueSave(): Promise<void> {
+    this.saving = this.saving.then(() => this.save());
+    return this.saving;
+  }
+
+  private async save(): Promise<void> {
+    const value = this.latest;
+    const text = JSON.stringify(value);
+    if (value === null || text === this.savedText) return;
+    this.lastSaveAt = performance.now();
+    await this.checkpoint.save(value);
+    this.savedText = text;
+  }
+}
+
+/** Follows one log file by path, through rotations; see the top of this file. */
+export class FileSource implements LogSource {
+  private readonly path: string;
+  private readonly directory: string;
+  private readonly fileName: string;
+  private readonly pollIntervalMs: number;
+  private readonly maxLineBytes: number;
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+  private readonly checkpoint: ThrottledCheckpoint<Position>;
+  private readonly buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+
+  private handle: RecordHandler = () => {};
+  private resume: Resume = { kind: 'last_line' };
+  private current: TailedFile | null = null;
+  /** The condition last logged, so that a lasting one is logged once, not once per look. */
+  private reported: string | null = null;
+  private overlongSinceLog = 0;
+  private overlongLoggedAt = Number.NEGATIVE_INFINITY;
+
+  private directoryWatcher: FSWatcher | null = null;
+  private fileWatcher: FSWatcher | null = null;
+  /** Set by every change hint, so that a hint arriving while we read is not lost. */
+  private changed = false;
+  private wake: (() => void) | null = null;
+  private running: Promise<void> | null = null;
+  private stopping = false;
+
+  constructor(options: FileSourceOptions) {
+    this.path = options.path;
+    this.directory = dirname(options.path);
+    this.fileName = basename(options.path);
+    this.pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs);
+    this.maxLineBytes = positiveInteger('maxLineBytes', options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
+    this.log = options.log;
+    this.metrics = options.metrics;
+    this.checkpoint = new ThrottledCheckpoint(
+      new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
+      CHECKPOINT_INTERVAL_MS,
+    );
+  }
+
+  run(handle: RecordHandler): Promise<void> {
+    if (this.running !== null) throw new Error('FileSource.run called twice');
+    this.handle = handle;
+    this.running = this.loop();
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.notice();
+    await this.running;
+    await this.checkpoint.flush();
+  }
+
+  private async loop(): Promise<void> {
+    const saved = await this.checkpoint.load(isPosition);
+    if (saved !== null && saved.path === this.path) this.resume = { kind: 'checkpoint', position: saved };
+    try {
+      while (!this.stopping) {
+        await this.look();
+        await this.nextChange();
+      }
+    } finally {
+      this.closeWatchers();
+      await this.current?.handle.close();
+      this.current = null;
+    }
+  }
+
+  /** One look at the path: open, switch or rewind as needed, and read everything new. */
+  private async look(): Promise<void> {
+    this.watchDirectory();
+    try {
+      const found = await inspect(this.path);
+      if (found.kind !== 'file') {
+        this.report(found);
+        // Only a file present at the start is read from its last line; one appearing later is all new.
+        if (this.resume.kind === 'last_line') this.resume = BEGINNING;
+      }
+      const opening = this.current === null;
+      if (opening && found.kind === 'file') this.current = await this.openPath();
+      if (this.current === null) return;
+      await this.follow(this.current);
+      // A file opened in this look is newer than `found`: whether the path has moved on is for the next look.
+      if (!opening && found.kind === 'file' && found.size > 0 && !sameFile(found.id, this.current.id)) {
+        await this.switchToPath(this.current);
+      }
+    } catch (err) {
+      this.report({ kind: 'read_failed', detail: (err as Error).message });
+    }
+  }
+
+  /** The old file is already read to its end; the new one has data, so the writer has moved to it. */
+  private async switchToPath(old: TailedFile): Promise<void> {
+    if (this.stopping) return;
+    const last = old.splitter.finish();
+    if (last !== null) await this.deliver([last], old);
+    this.log.info({ path: this.path, finished: old.name }, 'log file was rotated; following the new file');
+    this.current = null;
+    this.closeFileWatcher();
+    await old.handle.close();
+    this.current = await this.openPath();
+    if (this.current !== null) await this.follow(this.current);
+  }
+
+  private async openPath(): Promise<TailedFile | null> {
+    const opened = await openRegular(this.path);
+    if (opened.kind !== 'open') {
+      this.report(opened);
+      return null;
+    }
+    const file = await orClose(opened.handle, this.place(opened));
+    this.resume = BEGINNING;
+    this.reported = null;
+    this.fileWatcher = this.watch(file.name, () => true);
+    await this.savePosition(file);
+    this.log.info({ path: file.name, offset: file.readOffset }, 'following log file');
+    // A rotated file resumed from the checkpoint is followed by the file at the path, right after it.
+    if (file.name !== this.path) this.notice();
+    return file;
+  }
+
+  private async place(opened: Opened): Promise<TailedFile> {
+    switch (this.resume.kind) {
+      case 'beginning':
+        return this.tailed(opened, this.path, { offset: 0 });
+      case 'last_line':
+        return this.tailed(
+          opened,
+          this.path,
+          await lastLineStart(opened.handle, opened.size, this.maxLineBytes),
+        );
+      case 'checkpoint':
+        return this.resumeAt(this.resume.position, opened);
+    }
+  }
+
+  private async resumeAt(position: Position, opened: Opened): Promise<TailedFile> {
+    if (await holdsPosition(opened, position)) {
+      return this.tailed(opened, this.path, { offset: position.offset });
+    }
+    const rotated = await this.openRotated(position);
+    if (rotated !== null) {
+      await opened.handle.close();
+      this.log.info(
+        { path: rotated.name },
+        'log file was rotated while stopped; finishing the rotated file first',
+      );
+      return rotated;
+    }
+    this.log.info(
+      { path: this.path },
+      'checkpointed log file is gone (or was truncated or replaced); reading the current file from the start',
+    );
+    return this.tailed(opened, this.path, { offset: 0 });
+  }
+
+  private async openRotated(position: Position): Promise<TailedFile | null> {
+    const name = this.path + ROTATED_SUFFIX;
+    const opened = await openRegular(name);
+    if (opened.kind !== 'open') return null;
+    // A rotated file that cannot be read is treated as not the checkpoint's: reading goes on at the path.
+    if (await holdsPosition(opened, position).catch(() => false)) {
+      return this.tailed(opened, name, { offset: position.offset });
+    }
+    await opened.handle.close();
+    return null;
+  }
+
+  private tailed(opened: Opened, name: string, start: Start): TailedFile {
+    return {
+      handle: opened.handle,
+      id: opened.id,
+      name,
+      readOffset: start.offset,
+      splitter: this.splitterAt(start),
+      head: null,
+    };
+  }
+
+  private splitterAt(start: Start): LineSplitter {
+    return new LineSplitter({
+      maxLineBytes: this.maxLineBytes,
+      offset: start.offset,
+      midLine: start.midLine ?? false,
+      onOverlong: (lineOffset) => this.overlong(lineOffset),
+    });
+  }
+
+  /** Reads the file from its offset to its end, from 0 if it shrank below the offset (copytruncate). */
+  private async follow(file: TailedFile): Promise<void> {
+    const { size } = await file.handle.stat();
+    if (size < file.readOffset) {
+      this.log.info(
+        { path: file.name, size, offset: file.readOffset },
+        'log file was truncated; reading it from the start',
+      );
+      file.readOffset = 0;
+      file.splitter = this.splitterAt({ offset: 0 });
+      await this.savePosition(file);
+    }
+    while (!this.stopping) {
+      const { bytesRead } = await file.handle.read(this.buffer, 0, CHUNK_BYTES, file.readOffset);
+      if (bytesRead === 0) return;
+      file.readOffset += bytesRead;
+      await this.deliver(file.splitter.push(this.buffer.subarray(0, bytesRead)), file);
+    }
+  }
+
+  /** Hands the lines over, waits for the handler, then moves the checkpoint past them. */
+  private async deliver(lines: readonly string[], file: TailedFile): Promise<void> {
+    if (lines.length > 0) {
+      this.metrics.linesRead.inc(lines.length);
+      try {
+        await this.handle(lines.map(toRecord));
+      } catch (err) {
+        // One bad batch must not stop the agent reading; it is skipped like any handled batch.
+        this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
+        this.log.error({ err }, 'handling log file records failed');
+      }
+    }
+    await this.savePosition(file);
+  }
+
+  /** Moves the checkpoint to just after the file's last handled line. */
+  private async savePosition(file: TailedFile): Promise<void> {
+    const offset = file.splitter.offset;
+    if (file.head?.length !== headLength(offset)) file.head = await headOf(file.handle, headLength(offset));
+    this.checkpoint.update({
+      path: this.path,
+      dev: String(file.id.dev),
+      ino: String(file.id.ino),
+      offset,
+      head: file.head.hash,
+    });
+  }
+
+  /**
+   * Logs and counts a problem once, until another one (or a successful open) replaces it. A path that
+   * disappears while a file is open is a rotation in progress, not a problem.
+   */
+  private report(problem: Problem): void {
+    const rotating = problem.kind === 'missing' && this.current !== null;
+    const key = rotating ? 'rotating' : `${problem.kind}:${'detail' in problem ? problem.detail : ''}`;
+    if (key === this.reported) return;
+    this.reported = key;
+    if (rotating) {
+      this.log.info(
+        { path: this.path },
+        'log file disappeared; reading the open file until a new one appears',
+      );
+      return;
+    }
+    this.metrics.sourceErrors.inc({ reason: problem.kind === 'missing' ? 'file_missing' : problem.kind });
+    const { level, message } = this.describe(problem);
+    this.log[level]({ path: this.path }, message);
+  }
+
+  private describe(problem: Problem): { level: 'warn' | 'error'; message: string } {
+    switch (problem.kind) {
+      case 'missing':
+        return { level: 'warn', message: `${this.path} does not exist; waiting for it to appear` };
+      case 'not_a_regular_file':
+        return {
+          level: 'error',
+          message: `${this.path} is ${problem.detail}, not a regular file; IPTABLES_LOG_PATH must name the kernel log file (e.g. /var/log/kern.log); waiting for it to become one`,
+        };
+      case 'unreadable':
+        return {
+          level: 'error',
+          message: `cannot read ${this.path}: ${problem.detail}; the agent needs read access to it; retrying`,
+        };
+      case 'read_failed':
+        return { level: 'error', message: `reading ${this.path} failed: ${problem.detail}; retrying` };
+    }
+  }
+
+  /** Counts every skipped overlong line, logging at most once a minute how many there were. */
+  private overlong(lineOffset: number): void {
+    this.metrics.sourceErrors.inc({ reason: 'line_too_long' });
+    this.overlongSinceLog++;
+    const now = performance.now();
+    if (now - this.overlongLoggedAt < OVERLONG_LOG_INTERVAL_MS) return;
+    this.log.warn(
+      {
+        path: this.current?.name ?? this.path,
+        offset: lineOffset,
+        skipped: this.overlongSinceLog,
+        maxLineBytes: this.maxLineBytes,
+      },
+      'skipped log lines longer than maxLineBytes',
+    );
+    this.overlongLoggedAt = now;
+    this.overlongSinceLog = 0;
+  }
+
+  /** Waits for a change hint, the poll interval, or stop. */
+  private nextChange(): Promise<void> {
+    if (this.changed || this.stopping) {
+      this.changed = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), this.pollIntervalMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        this.changed = false;
+        resolve();
+      };
+    });
+  }
+
+  private notice(): void {
+    this.changed = true;
+    this.wake?.();
+  }
+
+  private watchDirectory(): void {
+    if (this.directoryWatcher !== null || this.stopping) return;
+    this.directoryWatcher = this.watch(this.directory, (name) => name === null || name === this.fileName);
+  }
+
+  /** fs.watch as a hint only: a watcher that cannot start (or fails later) leaves the poll to do its work. */
+  private watch(target: string, relevant: (name: string | null) => boolean): FSWatcher | null {
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(target, (_event, name) => {
+        if (relevant(name)) this.notice();
+      });
+    } catch {
+      return null;
+    }
+    watcher.on('error', () => {
+      watcher.close();
+      if (this.directoryWatcher === watcher) this.directoryWatcher = null;
+      if (this.fileWatcher === watcher) this.fileWatcher = null;
+      this.notice();
+    });
+    return watcher;
+  }
+
+  private closeFileWatcher(): void {
+    this.fileWatcher?.close();
+    this.fileWatcher = null;
+  }
+
+  private closeWatchers(): void {
+    this.closeFileWatcher();
+    this.directoryWatcher?.close();
+    this.directoryWatcher = null;
+  }
+}

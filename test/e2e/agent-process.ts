@@ -1,0 +1,106 @@
+// The agent as a separate process, the way the DaemonSet runs it: `node agent/cli.ts run` configured by
+// environment variables only, probed over its HTTP port.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject()));
+    });
+  });
+}
+
+export interface AgentProcess {
+  port: number;
+  child: ChildProcess;
+  /** Every JSON log line so far. */
+  logs(): Record<string, unknown>[];
+  metrics(): Promise<string>;
+  /** SIGTERM and the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startAgent(env: Record<string, string>): Promise<AgentProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'agent/cli.ts'), 'run'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      LOG_LEVEL: 'debug',
+      REVERSE_DNS: 'false',
+      METRICS_SERVER_PORT: String(port),
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let partial = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) {
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const agent: AgentProcess = {
+    port,
+    child,
+    logs: () => lines,
+    metrics: async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) {
+        throw new Error(`agent exited with ${child.exitCode}: ${JSON.stringify(lines.slice(-5))}`);
+      }
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null);
+      return res?.status === 200;
+    },
+    30_000,
+    'agent ready',
+  );
+  return agent;
+}
+
+/** Polls until the condition holds; fails with what it was waiting for. */
+export async function waitFor<T>(
+  condition: () => Promise<T | false | null | undefined> | T | false | null | undefined,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The value of one sample of the Prometheus text format, 0 when absent. */
+export function metricValue(text: string, name: string, labels = ''): number {
+  const wanted = labels === '' ? name : `${name}{${labels}}`;
+  for (const line of text.split('\n')) {
+    const space = line.lastIndexOf(' ');
+    if (line.slice(0, space) === wanted) return Number(line.slice(space + 1));
+  }
+  return 0;
+}

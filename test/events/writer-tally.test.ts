@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { backoffMs, DropTally, MAX_TIMES } from '../../agent/events/writer.ts';
+
+function tallyOf(...times: number[]): DropTally {
+  const [first = 0, ...rest] = times;
+  const tally = new DropTally(first);
+  for (const time of rest) tally.add(time);
+  return tally;
+}
+
+describe('DropTally', () => {
+  it('merges repeats: one entry, count and the widest times', () => {
+    const tally = tallyOf(2000, 1000, 3000);
+    expect({ count: tally.count, first: tally.first, last: tally.last }).toEqual({
+      count: 3,
+      first: 1000,
+      last: 3000,
+    });
+  });
+
+  it('removes drops up to a time and narrows first/last to what is left', () => {
+    const tally = tallyOf(1000, 2000, 3000, 4000);
+    expect(tally.remove((time) => time <= 2000)).toBe(2);
+    expect({ count: tally.count, first: tally.first, last: tally.last }).toEqual({
+      count: 2,
+      first: 3000,
+      last: 4000,
+    });
+    expect(tally.remove((time) => time <= 2500)).toBe(0);
+  });
+
+  it('forgets what a finished write counted, keeping what arrived while it was in flight', () => {
+    const tally = tallyOf(1000, 2000);
+    const writing = tally.snapshot();
+    expect(writing).toEqual({ timed: 2, untimed: 0, count: 2, first: 1000, last: 2000 });
+    tally.add(5000);
+    tally.settle(writing);
+    expect({ count: tally.count, first: tally.first, last: tally.last }).toEqual({
+      count: 1,
+      first: 5000,
+      last: 5000,
+    });
+  });
+
+  it(`keeps ${MAX_TIMES} times; beyond that only counts, and drops those only when surely stale`, () => {
+    const tally = new DropTally(0);
+    for (let i = 1; i < MAX_TIMES + 500; i++) tally.add(i);
+    expect(tally.count).toBe(MAX_TIMES + 500);
+    expect(tally.snapshot()).toMatchObject({ timed: MAX_TIMES, untimed: 500 });
+    // The untimed drops may be as late as `last`, so they survive a cut before it...
+    expect(tally.remove((time) => time < 1200)).toBe(MAX_TIMES);
+    expect(tally.count).toBe(500);
+    // ...and go with one after it.
+    expect(tally.remove((time) => time <= MAX_TIMES + 499)).toBe(500);
+    expect(tally.count).toBe(0);
+  });
+
+  it('settles untimed drops too', () => {
+    const tally = new DropTally(0);
+    for (let i = 1; i < MAX_TIMES + 10; i++) tally.add(i);
+    const writing = tally.snapshot();
+    tally.add(99_999);
+    tally.settle(writing);
+    expect(tally.count).toBe(1);
+    expect(tally.last).toBe(99_999);
+  });
+});
+
+describe('backoffMs', () => {
+  it('doubles per attempt with jitter in the upper half, up to 10 s', () => {
+    expect(backoffMs(0, null, () => 0)).toBe(125);
+    expect(backoffMs(0, null, () => 1)).toBe(250);
+    expect(backoffMs(3, null, () => 1)).toBe(2000);
+    expect(backoffMs(30, null, () => 1)).toBe(10_000);
+    expect(backoffMs(30, null, () => 0)).toBe(5000);
+  });
+
+  it('waits at least as long as Retry-After asks', () => {
+    expect(backoffMs(0, 7000, () => 0.5)).toBe(7000);
+    expect(backoffMs(6, 1000, () => 1)).toBe(10_000);
+  });
+});

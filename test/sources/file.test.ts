@@ -1,0 +1,520 @@
+// FileSource on real files in a temp dir, with real renames, truncations and unlinks while it runs.
+// Waits are on conditions (lines, log messages, metrics) with a deadline. The few fixed sleeps give the
+// source time to see an intermediate state (a partial line, an empty new file) or to do something it
+// must not do; a slow machine makes them test less, never fail.
+
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  appendFile,
+  copyFile,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  truncate,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Metrics } from '../../agent/metrics.ts';
+import { FileSource, type FileSourceOptions } from '../../agent/sources/file.ts';
+import type { LogRecord } from '../../agent/sources/source.ts';
+import { tempDir } from '../support/journal.ts';
+
+const run = promisify(execFile);
+/** Long enough that only fs.watch can explain a line arriving within a test's deadline. */
+const NO_POLL_MS = 60_000;
+const FAST_POLL_MS = 50;
+const DEADLINE_MS = 5000;
+/** Time for several polls and hints: what has not happened by then is taken not to happen. */
+const QUIET_MS = 300;
+
+let root: string;
+let caseCount = 0;
+const running: Tail[] = [];
+
+beforeAll(async () => {
+  root = await tempDir('file-source');
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((tail) => tail.stop()));
+});
+
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+interface Case {
+  path: string;
+  rotated: string;
+  checkpoints: string;
+}
+
+async function newCase(): Promise<Case> {
+  const dir = join(root, `case-${++caseCount}`);
+  await mkdir(join(dir, 'log'), { recursive: true });
+  const path = join(dir, 'log', 'kern.log');
+  return { path, rotated: `${path}.1`, checkpoints: join(dir, 'state') };
+}
+
+async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = performance.now() + DEADLINE_MS;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+interface LogEntry {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+/** A running FileSource and everything it produced. */
+class Tail {
+  readonly lines: string[] = [];
+  readonly batches: (readonly LogRecord[])[] = [];
+  readonly logs: LogEntry[] = [];
+  readonly metrics = new Metrics();
+  readonly source: FileSource;
+  readonly done: Promise<void>;
+
+  constructor(
+    c: Case,
+    options: Partial<FileSourceOptions>,
+    handler?: (records: readonly LogRecord[]) => Promise<void>,
+  ) {
+    const log = pino(
+      { level: 'debug' },
+      { write: (line: string) => this.logs.push(JSON.parse(line) as LogEntry) },
+    );
+    this.source = new FileSource({
+      path: c.path,
+      checkpointDirectory: c.checkpoints,
+      pollIntervalMs: NO_POLL_MS,
+      log,
+      metrics: this.metrics,
+      ...options,
+    });
+    this.done = this.source.run(async (records) => {
+      this.batches.push(records);
+      this.lines.push(...records.map((r) => r.text));
+      await handler?.(records);
+    });
+    running.push(this);
+  }
+
+  /** Resolves once the source has opened a file and knows where it starts. */
+  static async start(
+    c: Case,
+    options: Partial<FileSourceOptions> = {},
+    handler?: (records: readonly LogRecord[]) => Promise<void>,
+  ): Promise<Tail> {
+    const tail = new Tail(c, options, handler);
+    await tail.logged('following log file');
+    return tail;
+  }
+
+  async stop(): Promise<void> {
+    const index = running.indexOf(this);
+    if (index >= 0) running.splice(index, 1);
+    await this.source.stop();
+    await this.done;
+  }
+
+  messages(text: string): LogEntry[] {
+    return this.logs.filter((entry) => entry.msg.includes(text));
+  }
+
+  logged(text: string): Promise<void> {
+    return until(`log "${text}"`, () => this.messages(text).length > 0);
+  }
+
+  /** Waits until `last` arrived, then returns every line so far: an exact sequence to compare. */
+  async through(last: string): Promise<string[]> {
+    await until(`line "${last}"`, () => this.lines.includes(last));
+    return this.lines;
+  }
+
+  async errors(reason: string): Promise<number> {
+    const { values } = await this.metrics.sourceErrors.get();
+    return values.find((v) => v.labels.reason === reason)?.value ?? 0;
+  }
+
+  async linesRead(): Promise<number> {
+    return (await this.metrics.linesRead.get()).values[0]?.value ?? 0;
+  }
+}
+
+describe('FileSource: following a file', () => {
+  it('starts at the last line of an existing file and hands over appended lines within a second via fs.watch', async () => {
+    const c = await newCase();
+    await writeFile(c.path, 'old 1\nold 2\nlast line so f');
+    const tail = await Tail.start(c);
+    await appendFile(c.path, 'ar\n');
+    expect(await tail.through('last line so far')).toEqual(['last line so far']);
+
+    const latencies: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const started = performance.now();
+      await appendFile(c.path, `line ${i}\n`);
+      await tail.through(`line ${i}`);
+      latencies.push(performance.now() - started);
+    }
+    expect(Math.max(...latencies)).toBeLessThan(1000);
+    expect(tail.batches.every((batch) => batch.every((r) => r.time === null && r.host === null))).toBe(true);
+    expect(await tail.linesRead()).toBe(21);
+  });
+
+  it('starts at the end of a file that ends with a newline, and at 0 of a file with one unfinished line', async () => {
+    const ended = await newCase();
+    await writeFile(ended.path, 'old 1\nold 2\n');
+    const a = await Tail.start(ended);
+    await appendFile(ended.path, 'new\n');
+    expect(await a.through('new')).toEqual(['new']);
+
+    const unfinished = await newCase();
+    await writeFile(unfinished.path, 'only a partial');
+    const b = await Tail.start(unfinished);
+    await appendFile(unfinished.path, ' line\n');
+    expect(await b.through('only a partial line')).toEqual(['only a partial line']);
+  });
+
+  it('holds a partial line until its newline arrives', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    for (const piece of ['calico-packet: ', 'IN=eth0 ', 'SRC=10.0.0.1']) {
+      await appendFile(c.path, piece);
+      await sleep(QUIET_MS / 3);
+    }
+    expect(tail.lines).toEqual([]);
+    await appendFile(c.path, ' DST=10.0.0.2\nnext\n');
+    expect(await tail.through('next')).toEqual(['calico-packet: IN=eth0 SRC=10.0.0.1 DST=10.0.0.2', 'next']);
+  });
+
+  it('reads a large backlog in batches, awaiting the handler before reading on', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const tail = await Tail.start(c, {}, async () => {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      await sleep(1);
+      inFlight--;
+    });
+    const expected = Array.from({ length: 20_000 }, (_, i) => `backlog line ${i} ${'x'.repeat(i % 50)}`);
+    await appendFile(c.path, expected.map((l) => `${l}\n`).join(''));
+    expect(await tail.through(expected.at(-1)!)).toEqual(expected);
+    expect(tail.batches.length).toBeGreaterThan(1);
+    expect(maxInFlight).toBe(1);
+  });
+
+  it('counts a failing handler and reads on', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c, {}, async (records) => {
+      if (records.some((r) => r.text === 'poison')) throw new Error('handler failed');
+    });
+    await appendFile(c.path, 'poison\n');
+    await until('handler_failed', async () => (await tail.errors('handler_failed')) === 1);
+    await appendFile(c.path, 'after\n');
+    expect(await tail.through('after')).toEqual(['poison', 'after']);
+  });
+
+  it('skips and counts lines longer than maxLineBytes, also when one arrives in pieces, with the next lines intact', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c, { maxLineBytes: 100 });
+    await appendFile(c.path, `short 1\n${'L'.repeat(250)}\nshort 2\n`);
+    await tail.through('short 2');
+    for (const piece of ['M'.repeat(80), 'M'.repeat(80), `\nshort 3\n${'x'.repeat(100)}\n`]) {
+      await appendFile(c.path, piece);
+      await sleep(QUIET_MS / 3);
+    }
+    expect(await tail.through('x'.repeat(100))).toEqual(['short 1', 'short 2', 'short 3', 'x'.repeat(100)]);
+    expect(await tail.errors('line_too_long')).toBe(2);
+    expect(tail.messages('skipped log lines longer than maxLineBytes')).toHaveLength(1);
+  });
+
+  it('rejects a poll interval or line limit that is not a positive integer', async () => {
+    const c = await newCase();
+    const options = { path: c.path, checkpointDirectory: c.checkpoints, log: pino({ level: 'silent' }) };
+    const metrics = new Metrics();
+    expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0 })).toThrow(RangeError);
+    expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 100, maxLineBytes: 0.5 })).toThrow(
+      RangeError,
+    );
+  });
+
+  it('hands over binary junk as text without failing', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    const junk = Buffer.from(Array.from({ length: 256 }, (_, i) => i).filter((b) => b !== 0x0a));
+    await appendFile(c.path, Buffer.concat([junk, Buffer.from('\n\0\0\0\nafter\n')]));
+    const lines = await tail.through('after');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toContain('\ufffd');
+    expect(lines[1]).toBe('\0\0\0');
+    expect(await tail.errors('read_failed')).toBe(0);
+  });
+});
+
+describe('FileSource: rotation', () => {
+  it('rename and create: finishes the old file, including what the writer appended after the rename', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    const writer = await open(c.path, 'a');
+    await writer.write('a1\na2\n');
+    await tail.through('a2');
+    await writer.write('a3 beg');
+    await rename(c.path, c.rotated);
+    await writer.write('un\na4\n');
+    await writer.close();
+    await appendFile(c.path, 'b1\n');
+    await appendFile(c.path, 'b2\n');
+    expect(await tail.through('b2')).toEqual(['a1', 'a2', 'a3 begun', 'a4', 'b1', 'b2']);
+    expect(tail.messages('log file was rotated')).toHaveLength(1);
+  });
+
+  it('rename and create: keeps reading the old file while the new one is empty (until the writer reopens)', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    const writer = await open(c.path, 'a');
+    await writer.write('a1\n');
+    await tail.through('a1');
+    await rename(c.path, c.rotated);
+    await writeFile(c.path, '');
+    await sleep(QUIET_MS);
+    await writer.write('a2\n');
+    await tail.through('a2');
+    await writer.write('a3\n');
+    await writer.close();
+    await appendFile(c.path, 'b1\n');
+    expect(await tail.through('b1')).toEqual(['a1', 'a2', 'a3', 'b1']);
+  });
+
+  it('rename and create: hands over the unterminated last line of the old file when switching', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    await appendFile(c.path, 'a1\ncut short');
+    await tail.through('a1');
+    await rename(c.path, c.rotated);
+    await appendFile(c.path, 'b1\n');
+    expect(await tail.through('b1')).toEqual(['a1', 'cut short', 'b1']);
+  });
+
+  it('copytruncate: reads from 0 when the file shrinks below the offset', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    const before = ['a1', 'a2', 'a3'].map((l) => `${l} ${'-'.repeat(40)}`);
+    await appendFile(c.path, before.map((l) => `${l}\n`).join(''));
+    await tail.through(before[2]!);
+    await copyFile(c.path, c.rotated);
+    await truncate(c.path, 0);
+    // Shorter than what was read, so the shrink is visible however late the source looks.
+    await appendFile(c.path, 'b1\nb2\n');
+    await tail.through('b2');
+    await tail.logged('log file was truncated');
+    const after = `b3 ${'-'.repeat(200)}`;
+    await appendFile(c.path, `${after}\n`);
+    expect(await tail.through(after)).toEqual([...before, 'b1', 'b2', after]);
+  });
+
+  it('delete and recreate: reads the new file from 0, without counting the gap as an error', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    await appendFile(c.path, 'a1\n');
+    await tail.through('a1');
+    await unlink(c.path);
+    await tail.logged('log file disappeared');
+    await appendFile(c.path, 'b1\nb2\n');
+    expect(await tail.through('b2')).toEqual(['a1', 'b1', 'b2']);
+    expect(await tail.errors('file_missing')).toBe(0);
+  });
+
+  it('waits for a missing file, logging once, and reads it from 0 when it appears', async () => {
+    const c = await newCase();
+    const tail = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
+    await until('file_missing', async () => (await tail.errors('file_missing')) === 1);
+    await sleep(QUIET_MS);
+    expect(await tail.errors('file_missing')).toBe(1);
+    expect(tail.messages('does not exist')).toHaveLength(1);
+    await writeFile(c.path, 'first\nsecond\n');
+    expect(await tail.through('second')).toEqual(['first', 'second']);
+  });
+
+  it('follows many rotations in a row without losing or repeating a line', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c, { pollIntervalMs: FAST_POLL_MS });
+    const expected: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      const writer = await open(c.path, 'a');
+      for (let i = 0; i < 5; i++) {
+        const line = `round ${round} line ${i}`;
+        expected.push(line);
+        await writer.write(`${line}\n`);
+      }
+      // A file renamed away again before the source ever opened it would be missed: rotations must
+      // be further apart than the source takes to notice one.
+      await tail.through(`round ${round} line 4`);
+      await rename(c.path, c.rotated);
+      const late = `round ${round} late`;
+      expected.push(late);
+      await writer.write(`${late}\n`);
+      await writer.close();
+      await writeFile(c.path, '');
+    }
+    await appendFile(c.path, 'end\n');
+    expect(await tail.through('end')).toEqual([...expected, 'end']);
+  });
+});
+
+describe('FileSource: checkpoints', () => {
+  it('resumes after the last handled line, holding back a partial line across the restart', async () => {
+    const c = await newCase();
+    await writeFile(c.path, 'old\n');
+    const first = await Tail.start(c);
+    await appendFile(c.path, 'a1\na2\na3 beg');
+    await first.through('a2');
+    await first.stop();
+    const saved = JSON.parse(await readFile(join(c.checkpoints, 'file.position.json'), 'utf8')) as unknown;
+    const { dev, ino } = await stat(c.path, { bigint: true });
+    const head = createHash('sha256').update('old\na1\na2\n').digest('hex');
+    expect(saved).toEqual({ path: c.path, dev: String(dev), ino: String(ino), offset: 10, head });
+
+    await appendFile(c.path, 'un\na4\n');
+    const second = await Tail.start(c);
+    await appendFile(c.path, 'a5\n');
+    expect([...first.lines, ...(await second.through('a5'))]).toEqual(['a1', 'a2', 'a3 begun', 'a4', 'a5']);
+    expect(second.messages('log file was rotated')).toEqual([]);
+  });
+
+  it('saves the checkpoint while running, not only on stop', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    await appendFile(c.path, 'a1\n');
+    const file = join(c.checkpoints, 'file.position.json');
+    await until('checkpoint at a1', async () => {
+      const text = await readFile(file, 'utf8').catch(() => '{}');
+      return (JSON.parse(text) as { offset?: number }).offset === 3;
+    });
+    expect(tail.lines).toEqual(['a1']);
+  });
+
+  it('finishes the rotated file `.1` after a rotation while stopped, then reads the new file from 0', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const first = await Tail.start(c);
+    await appendFile(c.path, 'a1\n');
+    await first.through('a1');
+    await first.stop();
+
+    await appendFile(c.path, 'a2\n');
+    await rename(c.path, c.rotated);
+    await appendFile(c.rotated, 'a3\n');
+    await writeFile(c.path, 'b1\n');
+    const second = new Tail(c, {});
+    await second.through('b1');
+    await appendFile(c.path, 'b2\n');
+    expect([...first.lines, ...(await second.through('b2'))]).toEqual(['a1', 'a2', 'a3', 'b1', 'b2']);
+    expect(second.messages('rotated while stopped')).toHaveLength(1);
+  });
+
+  it('reads the file at the path from 0 when the checkpointed file is gone', async () => {
+    const c = await newCase();
+    await writeFile(c.path, 'old\n');
+    const first = await Tail.start(c);
+    await first.stop();
+    await unlink(c.path);
+    await writeFile(c.path, 'b1\nb2\n');
+    const second = new Tail(c, {});
+    expect(await second.through('b2')).toEqual(['b1', 'b2']);
+    expect(second.messages('checkpointed log file is gone')).toHaveLength(1);
+  });
+
+  it('reads from 0 a file truncated while stopped', async () => {
+    const c = await newCase();
+    await writeFile(c.path, `${'old '.repeat(20)}\n`);
+    const first = await Tail.start(c);
+    await first.stop();
+    await truncate(c.path, 0);
+    await appendFile(c.path, 'b1\n');
+    const second = new Tail(c, {});
+    expect(await second.through('b1')).toEqual(['b1']);
+  });
+
+  it('reads from 0 a file truncated and refilled past the offset while stopped (copytruncate)', async () => {
+    const c = await newCase();
+    await writeFile(c.path, 'old\n');
+    const first = await Tail.start(c);
+    await appendFile(c.path, 'a1\n');
+    await first.through('a1');
+    await first.stop();
+    await copyFile(c.path, c.rotated);
+    await truncate(c.path, 0);
+    await appendFile(c.path, 'b1 longer than before\n');
+    const second = new Tail(c, {});
+    expect(await second.through('b1 longer than before')).toEqual(['b1 longer than before']);
+  });
+
+  it('ignores a checkpoint taken for another path', async () => {
+    const c = await newCase();
+    await writeFile(c.path, 'old\n');
+    await mkdir(c.checkpoints, { recursive: true });
+    const { dev, ino } = await stat(c.path, { bigint: true });
+    const head = createHash('sha256').update('').digest('hex');
+    const other = { path: '/var/log/other.log', dev: String(dev), ino: String(ino), offset: 0, head };
+    await writeFile(join(c.checkpoints, 'file.position.json'), JSON.stringify(other));
+    const tail = await Tail.start(c);
+    await appendFile(c.path, 'new\n');
+    expect(await tail.through('new')).toEqual(['new']);
+  });
+});
+
+describe('FileSource: a path that is not a readable regular file', () => {
+  it('reports a directory once and recovers when a regular file takes its place', async () => {
+    const c = await newCase();
+    await mkdir(c.path);
+    const tail = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
+    await until('not_a_regular_file', async () => (await tail.errors('not_a_regular_file')) === 1);
+    await sleep(QUIET_MS);
+    expect(await tail.errors('not_a_regular_file')).toBe(1);
+    expect(tail.messages('is a directory, not a regular file')).toHaveLength(1);
+    await rmdir(c.path);
+    await writeFile(c.path, 'x1\nx2\n');
+    expect(await tail.through('x2')).toEqual(['x1', 'x2']);
+  });
+
+  it('reports a FIFO once without blocking on it or on stop, and recovers when a file replaces it', async () => {
+    const c = await newCase();
+    await run('mkfifo', [c.path]);
+    const first = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
+    await until('not_a_regular_file', async () => (await first.errors('not_a_regular_file')) === 1);
+    await sleep(QUIET_MS);
+    expect(first.messages('is a FIFO (named pipe), not a regular file')).toHaveLength(1);
+    await first.stop();
+
+    const second = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
+    await until('not_a_regular_file', async () => (await second.errors('not_a_regular_file')) === 1);
+    await unlink(c.path);
+    await writeFile(c.path, 'x1\n');
+    expect(await second.through('x1')).toEqual(['x1']);
+  });
+});
