@@ -53,7 +53,7 @@ export class Metrics {
   });
   readonly eventsDropped = new Counter({
     name: 'kube_iptables_tailer_events_dropped_total',
-    help: 'Events given up without a write, by reason (queue_full, expired, rate_limited, forbidden)',
+    help: 'Event writes given up, by reason (expired, shutdown, already_counted, queue_full, forbidden, invalid, ...)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
