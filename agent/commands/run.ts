@@ -61,6 +61,7 @@ export async function main(argv: string[]): Promise<number> {
   );
 
   for (const watch of watches) watch.start();
+  const gauges = setInterval(() => metrics.podsIndexed.set(directory.size), 1000);
   const stopping = new AbortController();
   const shutdown = (signal: string) => {
     if (stopping.signal.aborted) return;
@@ -101,6 +102,7 @@ export async function main(argv: string[]): Promise<number> {
     await run;
   }
   await writer.flush(config.shutdownGraceMs);
+  clearInterval(gauges);
   await Promise.all(watches.map((watch) => watch.stop()));
   await new Promise((resolve) => server.close(resolve));
   log.info('stopped');

@@ -23,18 +23,26 @@ import {
 import { appendJournal, type JournalEntry } from '../support/journal.ts';
 import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
 
-const CLIENT = { name: 'client', ip: '10.4.1.6' };
-const SERVER = { name: 'server', ip: '10.4.0.16' };
+/**
+ * Every test gets pod IPs of its own: test files share one API server, and a pod of another test holding
+ * the same IP would (rightly) receive the events.
+ */
+let subnet = 0;
+interface Pair {
+  namespace: string;
+  client: string;
+  server: string;
+}
 
-function drop(sport: number): JournalEntry {
+function drop(pair: Pair, sport: number): JournalEntry {
   return {
     hostname: 'node-a',
-    message: `calico-packet: IN=cali1 OUT=eth0 SRC=${CLIENT.ip} DST=${SERVER.ip} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=${sport} DPT=12865 WINDOW=42600 RES=0x00 SYN URGP=0`,
+    message: `calico-packet: IN=cali1 OUT=eth0 SRC=${pair.client} DST=${pair.server} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=${sport} DPT=12865 WINDOW=42600 RES=0x00 SYN URGP=0`,
   };
 }
 
-function drops(from: number, count: number): JournalEntry[] {
-  return Array.from({ length: count }, (_, i) => drop(40000 + from + i));
+function drops(pair: Pair, from: number, count: number): JournalEntry[] {
+  return Array.from({ length: count }, (_, i) => drop(pair, 40000 + from + i));
 }
 
 interface EventJson {
@@ -54,13 +62,18 @@ async function eventCounts(c: Cluster, namespace: string): Promise<Record<string
   return counts;
 }
 
-async function pods(c: Cluster): Promise<string> {
+async function pods(c: Cluster): Promise<Pair> {
   const namespace = await createNamespace(c);
-  for (const pod of [CLIENT, SERVER]) {
-    await createPod(c, { namespace, name: pod.name, nodeName: 'node-a' });
-    await setPodRunning(c, namespace, pod.name, { podIPs: [pod.ip], hostIP: '10.128.0.2' });
+  subnet++;
+  const pair = { namespace, client: `10.99.${subnet}.6`, server: `10.99.${subnet}.16` };
+  for (const [name, ip] of [
+    ['client', pair.client],
+    ['server', pair.server],
+  ] as const) {
+    await createPod(c, { namespace, name, nodeName: 'node-a' });
+    await setPodRunning(c, namespace, name, { podIPs: [ip], hostIP: '10.128.0.2' });
   }
-  return namespace;
+  return pair;
 }
 
 /** Admin-applied RBAC from a YAML text; returns a kubeconfig holding only the ServiceAccount's token. */
@@ -99,8 +112,12 @@ async function journalDir(): Promise<{ dir: string; file: string }> {
 }
 
 const agents: AgentProcess[] = [];
-afterEach(async () => {
-  for (const agent of agents.splice(0)) await agent.stop('SIGKILL');
+afterEach(async (context) => {
+  for (const agent of agents.splice(0)) {
+    // A failure is only diagnosable with what the agent said.
+    if (context.task.result?.state === 'fail') console.log(agent.logs().slice(-40));
+    await agent.stop('SIGKILL');
+  }
 });
 
 async function agentWith(env: Record<string, string>): Promise<AgentProcess> {
@@ -122,7 +139,8 @@ describe('agent restarts', () => {
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     it(`resumes from its checkpoint after ${signal}: no drop lost, no count inflated`, async () => {
-      const namespace = await pods(c);
+      const pair = await pods(c);
+      const { namespace } = pair;
       const { dir, file } = await journalDir();
       const env = {
         KUBECONFIG: kubeconfig,
@@ -130,7 +148,7 @@ describe('agent restarts', () => {
         CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
       };
       const first = await agentWith(env);
-      await appendJournal(file, drops(0, 5));
+      await appendJournal(file, drops(pair, 0, 5));
       await waitFor(
         async () => (await eventCounts(c, namespace)).client === 5,
         15_000,
@@ -138,10 +156,10 @@ describe('agent restarts', () => {
       );
       const code = await first.stop(signal);
       expect(code).toBe(signal === 'SIGTERM' ? 0 : null);
-      await appendJournal(file, drops(5, 5));
+      await appendJournal(file, drops(pair, 5, 5));
 
       await agentWith(env);
-      await appendJournal(file, drops(10, 2));
+      await appendJournal(file, drops(pair, 10, 2));
       await waitFor(
         async () => {
           const counts = await eventCounts(c, namespace);
@@ -164,16 +182,17 @@ describe('RBAC without patch on events', () => {
       c,
       `${READ_PODS_AND_NODES}\n  - {apiGroups: [""], resources: [events], verbs: [create]}`,
     );
-    const namespace = await pods(c);
+    const pair = await pods(c);
+    const { namespace } = pair;
     const { dir, file } = await journalDir();
     const agent = await agentWith({
       KUBECONFIG: kubeconfig,
       JOURNAL_DIRECTORY: dir,
       CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
     });
-    await appendJournal(file, drops(0, 1));
+    await appendJournal(file, drops(pair, 0, 1));
     await waitFor(async () => Object.keys(await eventCounts(c, namespace)).length === 2, 15_000, 'creates');
-    await appendJournal(file, drops(1, 3));
+    await appendJournal(file, drops(pair, 1, 3));
     const failed = await waitFor(
       async () => {
         const value = metricValue(
@@ -206,20 +225,21 @@ describe('API server away for 30 s', () => {
 
   it('turns every drop of the outage into its event once the server is back, nothing twice', async () => {
     const c = plane.cluster;
-    const namespace = await pods(c);
+    const pair = await pods(c);
+    const { namespace } = pair;
     const { dir, file } = await journalDir();
     await agentWith({
       KUBECONFIG: c.kubeconfig,
       JOURNAL_DIRECTORY: dir,
       CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
     });
-    await appendJournal(file, drops(0, 2));
+    await appendJournal(file, drops(pair, 0, 2));
     await waitFor(async () => (await eventCounts(c, namespace)).client === 2, 15_000, 'two drops before');
 
     await plane.testenv('stop-apiserver');
     const down = Date.now();
     for (let i = 0; i < 6; i++) {
-      await appendJournal(file, drops(2 + i, 1));
+      await appendJournal(file, drops(pair, 2 + i, 1));
       await new Promise((resolve) => setTimeout(resolve, 5000));
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, 30_000 - (Date.now() - down))));

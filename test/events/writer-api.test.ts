@@ -121,7 +121,7 @@ describe('EventApi over CoreV1Api', () => {
       kind: 'already_exists',
       status: 409,
     });
-    expect(await failure(api.read(namespace, 'missing'))).toMatchObject({ verb: 'get', kind: 'not_found' });
+    expect(await failure(api.read(namespace, 'missing'))).toMatchObject({ verb: 'patch', kind: 'not_found' });
     expect(await failure(api.patch(namespace, 'missing', { count: 2, lastDropMs: T }))).toMatchObject({
       verb: 'patch',
       kind: 'not_found',
