@@ -54,3 +54,60 @@ export class Checkpoint<T> {
     }
   }
 }
+
+/**
+ * Keeps a checkpoint near the latest value while writing it at most once per interval; writes run one
+ * after another because they share the checkpoint's temporary file.
+ */
+export class ThrottledCheckpoint<T> {
+  private readonly checkpoint: Checkpoint<T>;
+  private readonly intervalMs: number;
+  private latest: T | null = null;
+  private savedText: string | null = null;
+  private lastSaveAt = Number.NEGATIVE_INFINITY;
+  private timer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(checkpoint: Checkpoint<T>, intervalMs: number) {
+    this.checkpoint = checkpoint;
+    this.intervalMs = intervalMs;
+  }
+
+  async load(isValid: (value: unknown) => value is T): Promise<T | null> {
+    const value = await this.checkpoint.load(isValid);
+    this.savedText = JSON.stringify(value);
+    return value;
+  }
+
+  update(value: T): void {
+    this.latest = value;
+    if (this.timer !== null) return;
+    const wait = Math.max(0, this.lastSaveAt + this.intervalMs - performance.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.queueSave();
+    }, wait);
+    this.timer.unref();
+  }
+
+  /** Saves the latest value now, and cancels the pending timed save. */
+  flush(): Promise<void> {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    return this.queueSave();
+  }
+
+  private queueSave(): Promise<void> {
+    this.saving = this.saving.then(() => this.save());
+    return this.saving;
+  }
+
+  private async save(): Promise<void> {
+    const value = this.latest;
+    const text = JSON.stringify(value);
+    if (value === null || text === this.savedText) return;
+    this.lastSaveAt = performance.now();
+    await this.checkpoint.save(value);
+    this.savedText = text;
+  }
+}

@@ -18,7 +18,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { Checkpoint } from './checkpoint.ts';
+import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { type ExportEntry, ExportReader } from './journal-export.ts';
 import type { LogRecord, LogSource, RecordHandler } from './source.ts';
 
@@ -197,14 +197,10 @@ export class JournalSource implements LogSource {
   private readonly metrics: Metrics;
   private readonly journalctl: string;
   private readonly now: () => number;
-  private readonly checkpoint: Checkpoint<CursorCheckpoint>;
+  private readonly checkpoint: ThrottledCheckpoint<CursorCheckpoint>;
 
   /** The cursor of the last entry whose batch the handler finished. */
   private cursor: string | null = null;
-  private savedCursor: string | null = null;
-  private lastSaveAt = Number.NEGATIVE_INFINITY;
-  private saveTimer: NodeJS.Timeout | null = null;
-  private saving: Promise<void> = Promise.resolve();
 
   private child: ChildProcess | null = null;
   private running: Promise<void> | null = null;
@@ -220,7 +216,10 @@ export class JournalSource implements LogSource {
     this.metrics = options.metrics;
     this.journalctl = options.journalctl ?? DEFAULT_JOURNALCTL;
     this.now = options.now ?? Date.now;
-    this.checkpoint = new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log);
+    this.checkpoint = new ThrottledCheckpoint(
+      new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
+      CHECKPOINT_INTERVAL_MS,
+    );
   }
 
   async run(handle: RecordHandler): Promise<void> {
@@ -234,14 +233,12 @@ export class JournalSource implements LogSource {
     this.stopped.abort();
     if (this.child !== null) kill(this.child);
     await this.running;
-    if (this.saveTimer !== null) clearTimeout(this.saveTimer);
-    this.saveTimer = null;
-    await this.queueSave();
+    await this.checkpoint.flush();
   }
 
   private async loop(handle: RecordHandler): Promise<void> {
     const saved = await this.checkpoint.load(isCursorCheckpoint);
-    this.cursor = this.savedCursor = saved?.cursor ?? null;
+    this.cursor = saved?.cursor ?? null;
     let backoff = BACKOFF_FIRST_MS;
     while (!this.stopping) {
       const started = performance.now();
@@ -313,7 +310,7 @@ export class JournalSource implements LogSource {
     }
     if (cursor !== null) {
       this.cursor = cursor;
-      this.scheduleSave();
+      this.checkpoint.update({ cursor });
     }
   }
 
@@ -329,30 +326,5 @@ export class JournalSource implements LogSource {
     }
     this.metrics.sourceErrors.inc({ reason: 'journalctl_exited' });
     this.log.warn({ directory: this.directory }, message);
-  }
-
-  /** Saves at most once per CHECKPOINT_INTERVAL_MS, and also when reading goes quiet. */
-  private scheduleSave(): void {
-    if (this.saveTimer !== null || this.stopping) return;
-    const wait = Math.max(0, this.lastSaveAt + CHECKPOINT_INTERVAL_MS - performance.now());
-    this.saveTimer = setTimeout(() => {
-      this.saveTimer = null;
-      void this.queueSave();
-    }, wait);
-    this.saveTimer.unref();
-  }
-
-  /** Saves run one after another: they share the checkpoint's temporary file. */
-  private queueSave(): Promise<void> {
-    this.saving = this.saving.then(() => this.save());
-    return this.saving;
-  }
-
-  private async save(): Promise<void> {
-    const cursor = this.cursor;
-    if (cursor === null || cursor === this.savedCursor) return;
-    this.lastSaveAt = performance.now();
-    await this.checkpoint.save({ cursor });
-    this.savedCursor = cursor;
   }
 }
