@@ -15,6 +15,7 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -36,6 +37,20 @@ const KILL_TIMEOUT_MS = 5000;
 /** Cursors look like `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`. */
 const CURSOR_PATTERN = /^[a-z]=[0-9a-f]+(;[a-z]=[0-9a-f]+)*$/;
 const MAX_CURSOR_LENGTH = 1024;
+const DIRECTORY_CHECK_MS = 2000;
+
+/**
+ * dev:ino:birth time of the directory, or null while it does not exist. The birth time tells a directory
+ * recreated between two checks, which often gets the freed inode number back.
+ */
+function directoryIdentity(directory: string): string | null {
+  try {
+    const stats = statSync(directory);
+    return `${stats.dev}:${stats.ino}:${stats.birthtimeMs}`;
+  } catch {
+    return null;
+  }
+}
 
 type Rejection = 'untrusted_transport' | 'incomplete_entry';
 
@@ -202,6 +217,9 @@ export class JournalSource implements LogSource {
   /** The cursor of the last entry whose batch the handler finished. */
   private cursor: string | null = null;
 
+  /** Realtime of the last entry handled, to resume by time where the cursor is meaningless. */
+  private lastRealtimeUs: number | null = null;
+  private resumeAfterUs: number | null = null;
   private child: ChildProcess | null = null;
   private running: Promise<void> | null = null;
   private stopping = false;
@@ -254,6 +272,7 @@ export class JournalSource implements LogSource {
   /** Where to start: after the last handled entry, or on a first start at now − expiration. */
   private position(): string {
     if (this.cursor !== null) return `--after-cursor=${this.cursor}`;
+    if (this.resumeAfterUs !== null) return `--since=@${((this.resumeAfterUs + 1) / 1e6).toFixed(6)}`;
     return `--since=@${Math.floor((this.now() - this.expirationMs) / 1000)}`;
   }
 
@@ -268,6 +287,7 @@ export class JournalSource implements LogSource {
       this.spawnFailureLogged = false;
       this.log.info({ args }, 'following the journal');
     });
+    const replaced = this.watchDirectory(child);
     const reader = new ExportReader((reason) =>
       this.metrics.sourceErrors.inc({ reason: `export_${reason}` }),
     );
@@ -282,11 +302,39 @@ export class JournalSource implements LogSource {
     } catch (err) {
       this.log.warn({ err }, 'reading journalctl output failed');
     } finally {
+      clearInterval(replaced);
       kill(child);
     }
     const exit = await exited;
     this.child = null;
     return exit;
+  }
+
+  /**
+   * journalctl keeps following a directory that was deleted, and never sees one created again at the same
+   * path (it watches the old inode). When the directory vanishes or is replaced, journalctl is restarted,
+   * resuming after the last cursor.
+   */
+  private watchDirectory(child: ChildProcess): NodeJS.Timeout {
+    const identity = directoryIdentity(this.directory);
+    const timer = setInterval(() => {
+      if (directoryIdentity(this.directory) === identity) return;
+      this.metrics.sourceErrors.inc({ reason: 'directory_replaced' });
+      this.log.warn(
+        { directory: this.directory },
+        'journal directory vanished or was replaced; restarting journalctl',
+      );
+      clearInterval(timer);
+      // A cursor from the old files cannot be found in new ones (journalctl would then skip an entry):
+      // resume by time, just after the last entry handled.
+      if (this.lastRealtimeUs !== null) {
+        this.cursor = null;
+        this.resumeAfterUs = this.lastRealtimeUs;
+      }
+      kill(child);
+    }, DIRECTORY_CHECK_MS);
+    timer.unref();
+    return timer;
   }
 
   /** `cursor` is that of the batch's last entry, trusted or not: all of them are dealt with. */
@@ -296,6 +344,8 @@ export class JournalSource implements LogSource {
     handle: RecordHandler,
   ): Promise<void> {
     const records = toRecords(entries, (reason) => this.metrics.sourceErrors.inc({ reason }));
+    this.lastRealtimeUs =
+      entries.findLast((entry) => entry.realtimeUs !== null)?.realtimeUs ?? this.lastRealtimeUs;
     if (records.length > 0) {
       this.metrics.linesRead.inc(records.length);
       const newest = records[records.length - 1]!.time!;

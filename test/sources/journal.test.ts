@@ -112,8 +112,12 @@ class Following {
     running.add(this);
   }
 
-  until(count: number): Promise<void> {
-    return waitFor(() => this.records.length >= count, `${count} records (have ${this.records.length})`);
+  until(count: number, timeoutMs?: number): Promise<void> {
+    return waitFor(
+      () => this.records.length >= count,
+      `${count} records (have ${this.records.length})`,
+      timeoutMs,
+    );
   }
 
   async stop(): Promise<void> {
@@ -292,6 +296,39 @@ describe('JournalSource', () => {
     const errors = following.logger.lines().filter((line) => line.level >= 50);
     expect(errors).toHaveLength(1);
     expect(errors[0]!.msg).toMatch(/\/nonexistent\/journalctl not found.*retrying in 0\.5 s/);
+  });
+
+  it('recovers by itself when a missing journalctl appears', async () => {
+    const dir = await newDir();
+    await appendJournal(join(dir, 'system.journal'), numbered(1, 2));
+    const journalctl = join(dir, 'bin', 'journalctl');
+    const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state'), journalctl });
+    await waitFor(
+      async () => (await errorCount(following.metrics, 'journalctl_missing')) >= 1,
+      'a failed start',
+    );
+    await mkdir(join(dir, 'bin'));
+    await writeFile(journalctl, '#!/bin/sh\nexec journalctl "$@"\n');
+    await chmod(journalctl, 0o755);
+    await following.until(2);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 2));
+  });
+
+  it('follows a journal directory that disappears and comes back', async () => {
+    const dir = await newDir();
+    const journal = join(dir, 'journal');
+    await mkdir(journal);
+    await appendJournal(join(journal, 'system.journal'), numbered(1, 2));
+    const following = new Following({ directory: journal, checkpointDirectory: join(dir, 'state') });
+    await following.until(2);
+    await rm(journal, { recursive: true });
+    await sleep(300);
+    await mkdir(journal);
+    await appendJournal(join(journal, 'system.journal'), numbered(3, 2));
+    await following.until(4, 20_000);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 4));
   });
 
   it('restarts journalctl killed from outside, after the last entry handled', async () => {
