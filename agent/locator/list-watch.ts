@@ -82,7 +82,10 @@ export interface ListWatchOptions<T> extends ListWatchTuning {
 const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
 /** Retry-After beyond this is treated as a misconfigured server rather than obeyed. */
 const RETRY_AFTER_CAP_MS = 5 * 60_000;
-/** A watch that ends within this time of connecting, having delivered nothing, did not prove the server healthy. */
+/**
+ * A watch that ends within this time of connecting, having delivered nothing, did not prove the server healthy.
+ * Capped at half the requested timeout: the server starts that clock before the client sees the response.
+ */
 const HEALTHY_WATCH_MS = 1000;
 /** The server ends a watch at timeoutSeconds; one still open this much later is on a dead connection. */
 const WATCH_GRACE_SECONDS = 30;
@@ -375,8 +378,9 @@ export class ListWatch<T> {
       let controller: AbortController | undefined;
       let connectedAt: number | undefined;
       let events = 0;
+      const healthyMs = Math.min(HEALTHY_WATCH_MS, (timeoutSeconds * 1000) / 2);
       const progressed = (): boolean =>
-        events > 0 || (connectedAt !== undefined && performance.now() - connectedAt >= HEALTHY_WATCH_MS);
+        events > 0 || (connectedAt !== undefined && performance.now() - connectedAt >= healthyMs);
       const finish = (outcome: Outcome): void => {
         if (settled) return;
         settled = true;

@@ -12,6 +12,7 @@ import {
   createNamespace,
   createPod,
   createToken,
+  deletePod,
   kubectl,
   setPodRunning,
   tokenKubeconfig,
@@ -50,6 +51,7 @@ describe('reference story: netperf blocked by a Calico policy', () => {
   let cluster: Cluster;
   let agentKubeconfig: string;
   let agent: AgentProcess | undefined;
+  let story: string | undefined;
 
   beforeAll(async () => {
     cluster = connect(inject('kubeconfig'));
@@ -61,6 +63,9 @@ describe('reference story: netperf blocked by a Calico policy', () => {
   afterEach(async () => {
     expect(await agent?.stop()).toBe(0);
     agent = undefined;
+    // Both tests give the pods the same IPs; a leftover pair would make the next lookup ambiguous.
+    if (story) for (const pod of [CLIENT, SERVER]) await deletePod(cluster, story, pod.name);
+    story = undefined;
   });
 
   async function netperf(): Promise<string> {
@@ -74,6 +79,7 @@ describe('reference story: netperf blocked by a Calico policy', () => {
       });
       await setPodRunning(cluster, namespace, pod.name, { podIPs: [pod.ip], hostIP: '10.128.0.2' });
     }
+    story = namespace;
     return namespace;
   }
 
