@@ -63,6 +63,12 @@ export class Metrics {
     'source_lag_seconds',
     'Age of the newest log line read, by its own timestamp',
   );
+  readonly apiWatch = new Counter({
+    name: 'kube_iptables_tailer_api_watch_total',
+    help: 'Pod and node list-watch activity: lists, relists, watches, reconnects, events, by resource',
+    labelNames: ['resource', 'counter'] as const,
+    registers: [this.registry],
+  });
   readonly sourceErrors = new Counter({
     name: 'kube_iptables_tailer_source_errors_total',
     help: 'Problems reading the log source, by reason',

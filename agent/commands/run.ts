@@ -36,9 +36,13 @@ export async function main(argv: string[]): Promise<number> {
   const kubeConfig = loadKubeConfig(config);
 
   const directory = new PodDirectory();
+  const counted = (resource: string) => ({
+    logger: log,
+    onCount: (counter: string) => metrics.apiWatch.inc({ resource, counter }),
+  });
   const watches: ListWatch<unknown>[] = [
-    createPodWatch({ kubeConfig, sink: directory, logger: log, labelKey: config.podIdentifierLabel }),
-    createNodeWatch({ kubeConfig, sink: directory, logger: log }),
+    createPodWatch({ kubeConfig, sink: directory, labelKey: config.podIdentifierLabel, ...counted('pods') }),
+    createNodeWatch({ kubeConfig, sink: directory, ...counted('nodes') }),
   ];
   const writer = new EventWriter({ kubeConfig, config, metrics, log });
   const pipeline = new Pipeline({

@@ -228,7 +228,7 @@ describe('API server away for 30 s', () => {
     const pair = await pods(c);
     const { namespace } = pair;
     const { dir, file } = await journalDir();
-    await agentWith({
+    const running = await agentWith({
       KUBECONFIG: c.kubeconfig,
       JOURNAL_DIRECTORY: dir,
       CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
@@ -255,5 +255,13 @@ describe('API server away for 30 s', () => {
     );
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(await eventCounts(c, namespace)).toEqual({ client: 8, server: 8 });
+    // The pod watch lost its server and came back: visible to operators, not only in the log.
+    const metrics = await running.metrics();
+    expect(
+      metricValue(metrics, 'kube_iptables_tailer_api_watch_total', 'resource="pods",counter="reconnects"'),
+    ).toBeGreaterThan(0);
+    expect(
+      metricValue(metrics, 'kube_iptables_tailer_api_watch_total', 'resource="pods",counter="lists"'),
+    ).toBeGreaterThanOrEqual(1);
   }, 180_000);
 });
