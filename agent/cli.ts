@@ -3,6 +3,7 @@ import { UsageError } from './commands/args.ts';
 import { ConfigError } from './config.ts';
 
 const COMMANDS: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
+  doctor: () => import('./commands/doctor.ts'),
   parse: () => import('./commands/parse.ts'),
   replay: () => import('./commands/replay.ts'),
   run: () => import('./commands/run.ts'),
@@ -15,8 +16,10 @@ function version(): string {
   return pkg.version;
 }
 
-const USAGE = `usage: kube-iptables-tailer [run | parse | replay | --version] [options]
+const USAGE = `usage: kube-iptables-tailer [run | doctor | parse | replay | --version] [options]
   run                                  the node agent, configured by environment variables (default)
+  doctor [--json]                      check the same configuration: log source, prefix, API access,
+                                       permissions and pod index; exit 1 when events would be blocked
   parse [--prefix P] [--journal DIR] [--stats] [FILE...]
                                        print one JSON object per packet drop
   replay --pods PODS.json [--prefix P] [--output json|text] [FILE...]

@@ -1,4 +1,4 @@
-import { KubeConfig } from '@kubernetes/client-node';
+import { type ConfigurationOptions, KubeConfig, Observable } from '@kubernetes/client-node';
 import type { Config } from './config.ts';
 
 /**
@@ -20,4 +20,23 @@ export function loadKubeConfig(config: Pick<Config, 'kubeApiServer'>, env = proc
     });
   }
   return kc;
+}
+
+/**
+ * Per-call client options that give every HTTP request (each page of a list too) the signal `make` returns:
+ * the client has no request timeout of its own, and a black-holed API server must not hang a caller.
+ */
+export function requestSignal(make: () => AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (context) => {
+          context.setSignal(make());
+          return new Observable(Promise.resolve(context));
+        },
+        post: (context) => new Observable(Promise.resolve(context)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
 }

@@ -3,11 +3,10 @@ import {
   CoreV1Api,
   type CoreV1Event,
   type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
+import { requestSignal } from '../kube.ts';
 import { type CoreEvent, rfc3339 } from './event.ts';
 
 /**
@@ -129,16 +128,6 @@ export function toEventApiError(verb: Verb, err: unknown): EventApiError {
 }
 
 /** A request that hangs (a black-holed connection) would otherwise hold a write slot forever. */
-function timeoutMiddleware(ms: number): ObservableMiddleware {
-  return {
-    pre: (request) => {
-      request.setSignal(AbortSignal.timeout(ms));
-      return new Observable(Promise.resolve(request));
-    },
-    post: (response) => new Observable(Promise.resolve(response)),
-  };
-}
-
 function lastDropOf(event: CoreV1Event): number {
   const annotated = Number(event.metadata?.annotations?.[LAST_DROP_ANNOTATION]);
   if (Number.isFinite(annotated)) return annotated;
@@ -152,7 +141,7 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** The EventApi over @kubernetes/client-node's CoreV1Api. */
 export function createEventApi(kubeConfig: KubeConfig, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): EventApi {
   const core = kubeConfig.makeApiClient(CoreV1Api);
-  const options = { middleware: [timeoutMiddleware(timeoutMs)], middlewareMergeStrategy: 'append' as const };
+  const options = requestSignal(() => AbortSignal.timeout(timeoutMs));
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch, options);
   const call = async <T>(verb: Verb, request: () => Promise<T>): Promise<T> => {
     try {

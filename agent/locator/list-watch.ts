@@ -1,12 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type ConfigurationOptions,
-  type KubeConfig,
-  Observable,
-  type RequestContext,
-  type ResponseContext,
-  Watch,
-} from '@kubernetes/client-node';
+import { type ConfigurationOptions, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { requestSignal } from '../kube.ts';
 import type { Logger } from '../log.ts';
 
 /** What a list call is asked for; the loop adds `fieldSelector` so list and watch always agree. */
@@ -78,6 +72,9 @@ export interface ListWatchOptions<T> extends ListWatchTuning {
   sink: ListWatchSink<T>;
   logger: Logger;
 }
+
+/** Items per list page; doctor lists with the same size so it loads the API server as the agent does. */
+export const PAGE_SIZE = 500;
 
 const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
 /** Retry-After beyond this is treated as a misconfigured server rather than obeyed. */
@@ -151,21 +148,6 @@ function describe(error: unknown): string {
 }
 
 /** Per-call client options whose middleware attaches an abort signal to the request. */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (context: RequestContext) => {
-          context.setSignal(signal);
-          return new Observable(Promise.resolve(context));
-        },
-        post: (context: ResponseContext) => new Observable(Promise.resolve(context)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
-}
-
 function failed(error: unknown): Outcome {
   return { kind: 'failed', error, retryAfterMs: retryAfterMs(error) };
 }
@@ -321,7 +303,7 @@ export class ListWatch<T> {
   }
 
   private async listAll(): Promise<Outcome> {
-    const { list, fieldSelector, pageSize = 500, listTimeoutMs = 60_000, convert, sink } = this.options;
+    const { list, fieldSelector, pageSize = PAGE_SIZE, listTimeoutMs = 60_000, convert, sink } = this.options;
     const started = performance.now();
     const items: T[] = [];
     let page: ListPage | undefined;
@@ -330,7 +312,10 @@ export class ListWatch<T> {
       do {
         const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(listTimeoutMs)]);
         const request: ListRequest = { limit: pageSize, fieldSelector, _continue: page?.metadata?._continue };
-        page = await list(request, withSignal(signal));
+        page = await list(
+          request,
+          requestSignal(() => signal),
+        );
         pages++;
         // Converted page by page so that only one page of full API objects is alive at a time.
         for (const object of page.items) {

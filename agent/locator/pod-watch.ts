@@ -15,7 +15,7 @@ export interface PodIndexSink {
  * Only Running pods can send or receive packets. With this selector the API server also reports a pod that
  * leaves Running (Succeeded, Failed, Unknown) as DELETED, so the index never has to look at phases.
  */
-const RUNNING_PODS = 'status.phase=Running';
+export const RUNNING_PODS = 'status.phase=Running';
 
 /**
  * The PodRef of a pod from the API, or null when it is not a usable pod. A hostNetwork pod uses its node's

@@ -8,8 +8,22 @@
  * memory beyond the limit.
  */
 
-/** Longest line considered: kernel log lines stay under 1 KiB, so more is junk or an attack. */
+/** Longest line considered, in bytes of UTF-8: kernel log lines stay under 1 KiB, so more is junk or an attack. */
 export const MAX_LINE_LENGTH = 16 * 1024;
+
+/**
+ * Whether text[start, end) is over MAX_LINE_LENGTH bytes of UTF-8. Bytes, not UTF-16 units, because the
+ * sources cut lines by bytes: a line cut to one byte over the limit must still be over it once decoded,
+ * also when the cut falls inside a character (the U+FFFD it decodes to is 3 bytes, never fewer than the
+ * 1 to 3 bytes it replaces).
+ */
+export function isOverlong(text: string, start: number, end: number): boolean {
+  const units = end - start;
+  if (units > MAX_LINE_LENGTH) return true;
+  // A UTF-16 unit is at most 3 bytes of UTF-8 (a surrogate pair is 4 for two units): most lines need no count.
+  if (units * 3 <= MAX_LINE_LENGTH) return false;
+  return Buffer.byteLength(text.slice(start, end)) > MAX_LINE_LENGTH;
+}
 
 export type BlockHandler = (block: Buffer) => void;
 export type LineHandler = (text: string, start: number, end: number) => void;

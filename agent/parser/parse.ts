@@ -20,7 +20,7 @@ import {
   startOf,
 } from './fields.ts';
 import { HostSpan, headerAt } from './header.ts';
-import { MAX_LINE_LENGTH } from './lines.ts';
+import { isOverlong, MAX_LINE_LENGTH } from './lines.ts';
 import { findPrefix, normalizePrefix } from './prefix.ts';
 import { createStampParser } from './timestamp.ts';
 import { Interner, isHostNameAt, isInterfaceNameAt, isMacAt, protocolAt, validWhole } from './values.ts';
@@ -211,13 +211,13 @@ class Parser {
     const text = record.text;
     if (record.time === null) return this.line(text, 0, text.length);
     if (!this.mayCarryPrefix(text, 0, text.length)) return SKIPPED;
-    return this.journalMessage(text, trimmedEnd(text, 0, text.length), record.time, record.host);
+    return this.journalMessage(text, record.time, record.host);
   }
 
   /** A syslog-style line at text[start, end), e.g. one line of a large chunk read from a file. */
   line(text: string, start: number, end: number): ParseResult {
     if (!this.mayCarryPrefix(text, start, end)) return SKIPPED;
-    return this.syslogLine(text, start, trimmedEnd(text, start, end));
+    return this.syslogLine(text, start, end);
   }
 
   /**
@@ -238,8 +238,11 @@ class Parser {
     return this.foundAt >= 0 && this.foundAt + this.core.length <= end;
   }
 
-  private tooLong(start: number, end: number): ParseResult {
-    return invalid('too_long', `${end - start} characters`);
+  private tooLong(text: string, start: number, end: number): ParseResult {
+    const units = end - start;
+    const size =
+      units > MAX_LINE_LENGTH ? `${units} characters` : `${Buffer.byteLength(text.slice(start, end))} bytes`;
+    return invalid('too_long', size);
   }
 
   private fieldsAfter(text: string, from: number, end: number, time: number, host: string): ParseResult {
@@ -249,19 +252,24 @@ class Parser {
     return dropFrom(text, this.scan, this.values, time, host, this.core);
   }
 
-  private journalMessage(text: string, end: number, time: number, host: string | null): ParseResult {
+  private journalMessage(text: string, time: number, host: string | null): ParseResult {
+    const end = trimmedEnd(text, 0, text.length);
     if (findPrefix(text, this.core, 0, end) < 0) return SKIPPED;
-    if (end > MAX_LINE_LENGTH) return this.tooLong(0, end);
+    // Measured before trimming, as the sources measure lines (see syslogLine).
+    if (isOverlong(text, 0, text.length)) return this.tooLong(text, 0, text.length);
     if (!Number.isFinite(time) || Math.abs(time) > MAX_DATE_MS) return invalid('bad_timestamp', String(time));
     const checkedHost = host === null || host === '' ? '' : this.values.hosts.at(host, 0, host.length);
     if (checkedHost === null) return invalid('bad_host', quote(host ?? ''));
     return this.fieldsAfter(text, 0, end, time, checkedHost);
   }
 
-  private syslogLine(text: string, start: number, end: number): ParseResult {
-    if (end - start > MAX_LINE_LENGTH) {
-      return findPrefix(text, this.core, start, end) < 0 ? SKIPPED : this.tooLong(start, end);
+  private syslogLine(text: string, start: number, rawEnd: number): ParseResult {
+    // Measured before trimming: a line that a reader cut to one byte over the limit must stay over it
+    // even when the cut left only blanks at its end.
+    if (isOverlong(text, start, rawEnd)) {
+      return findPrefix(text, this.core, start, rawEnd) < 0 ? SKIPPED : this.tooLong(text, start, rawEnd);
     }
+    const end = trimmedEnd(text, start, rawEnd);
     const from = headerAt(text, start, end, this.stamp, this.parts, this.hostSpan);
     const time = from < 0 ? Number.NaN : this.resolver.resolve(this.parts);
     if (Number.isNaN(time)) {

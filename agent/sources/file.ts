@@ -38,15 +38,16 @@ import { type FileHandle, open, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { MAX_LINE_LENGTH } from '../parser/lines.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { LineSplitter } from './line-splitter.ts';
 import type { LogRecord, LogSource, RecordHandler } from './source.ts';
+import { ThrottledWarning } from './throttled-warning.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
 const CHUNK_BYTES = 64 * 1024;
-const DEFAULT_MAX_LINE_BYTES = 16 * 1024;
-const OVERLONG_LOG_INTERVAL_MS = 60_000;
+const DEFAULT_MAX_LINE_BYTES = MAX_LINE_LENGTH;
 /** logrotate's name for the previous file, looked at only when resuming from a checkpoint. */
 const ROTATED_SUFFIX = '.1';
 /** How many leading bytes identify a file's content, next to its inode number. */
@@ -260,8 +261,7 @@ export class FileSource implements LogSource {
   private current: TailedFile | null = null;
   /** The condition last logged, so that a lasting one is logged once, not once per look. */
   private reported: string | null = null;
-  private overlongSinceLog = 0;
-  private overlongLoggedAt = Number.NEGATIVE_INFINITY;
+  private readonly overlongWarning: ThrottledWarning;
 
   private directoryWatcher: FSWatcher | null = null;
   private fileWatcher: FSWatcher | null = null;
@@ -283,6 +283,7 @@ export class FileSource implements LogSource {
       new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
       CHECKPOINT_INTERVAL_MS,
     );
+    this.overlongWarning = new ThrottledWarning(options.log, 'skipped log lines longer than maxLineBytes');
   }
 
   run(handle: RecordHandler): Promise<void> {
@@ -525,20 +526,11 @@ export class FileSource implements LogSource {
   /** Counts every skipped overlong line, logging at most once a minute how many there were. */
   private overlong(lineOffset: number): void {
     this.metrics.sourceErrors.inc({ reason: 'line_too_long' });
-    this.overlongSinceLog++;
-    const now = performance.now();
-    if (now - this.overlongLoggedAt < OVERLONG_LOG_INTERVAL_MS) return;
-    this.log.warn(
-      {
-        path: this.current?.name ?? this.path,
-        offset: lineOffset,
-        skipped: this.overlongSinceLog,
-        maxLineBytes: this.maxLineBytes,
-      },
-      'skipped log lines longer than maxLineBytes',
-    );
-    this.overlongLoggedAt = now;
-    this.overlongSinceLog = 0;
+    this.overlongWarning.note({
+      path: this.current?.name ?? this.path,
+      offset: lineOffset,
+      maxLineBytes: this.maxLineBytes,
+    });
   }
 
   /** Waits for a change hint, the poll interval, or stop. */

@@ -23,13 +23,16 @@ export interface ExportEntry {
   message: string | null;
 }
 
-export type ExportError =
-  | 'bad_field_name'
-  | 'field_too_long'
-  | 'bad_binary_length'
-  | 'bad_binary_end'
-  | 'entry_too_long'
-  | 'truncated';
+/** What can be wrong with a stream: a metric label, so a small fixed set. */
+export const EXPORT_ERRORS = [
+  'bad_field_name',
+  'field_too_long',
+  'bad_binary_length',
+  'bad_binary_end',
+  'entry_too_long',
+  'truncated',
+] as const;
+export type ExportError = (typeof EXPORT_ERRORS)[number];
 
 /** Far above the 1 KiB a kernel log line can be, far below what could hurt the agent. */
 export const MAX_FIELD_BYTES = 64 * 1024;
@@ -96,7 +99,10 @@ function fieldId(buf: Buffer, start: number, end: number): number {
   }
 }
 
-/** Microseconds since the epoch fit a double exactly until the year 2255 (16 digits). */
+/**
+ * Microseconds since the epoch fit a double exactly until the year 2255; a larger (16-digit) value would
+ * come out rounded, so it is no timestamp either.
+ */
 function decimal(buf: Buffer, start: number, end: number): number | null {
   if (end === start || end - start > 16) return null;
   let value = 0;
@@ -105,7 +111,7 @@ function decimal(buf: Buffer, start: number, end: number): number | null {
     if (digit < 0 || digit > 9) return null;
     value = value * 10 + digit;
   }
-  return value;
+  return Number.isSafeInteger(value) ? value : null;
 }
 
 function emptyEntry(): ExportEntry {
@@ -165,6 +171,19 @@ export class ExportReader {
     const out: ExportEntry[] = [];
     this.feed(chunk, out);
     return out;
+  }
+
+  /**
+   * Bytes of input held between pushes: pieces of a value that spans chunks, a split name or length,
+   * the cursors and the host name. The field and entry caps bound it whatever the input. (Pieces are
+   * views, each keeping its chunk alive: with chunks as read from a pipe, that is about as much again.)
+   */
+  get bufferedBytes(): number {
+    let bytes = this.nameLength + this.lengthHave + this.hostBytes.length;
+    for (const part of this.valueParts) bytes += part.length;
+    if (this.entryCursor !== null) bytes += this.entryCursorEnd - this.entryCursorStart;
+    if (this.lastCursor !== null) bytes += this.lastCursorEnd - this.lastCursorStart;
+    return bytes;
   }
 
   /** The __CURSOR of the last entry returned that had one. */
@@ -242,10 +261,15 @@ export class ExportReader {
   private readText(chunk: Buffer, pos: number): number {
     const newline = chunk.indexOf(NEWLINE, pos);
     const end = newline < 0 ? chunk.length : newline;
+    // When this piece passes both caps, the one passed at an earlier byte is the reason, so that the
+    // reason does not depend on where the chunks happen to end.
+    const fieldRoom = MAX_FIELD_BYTES - this.valueBytes;
+    const entryRoom = MAX_ENTRY_BYTES - this.entryBytes;
     this.valueBytes += end - pos;
     this.entryBytes += end - pos;
-    if (this.valueBytes > MAX_FIELD_BYTES) return this.fail('field_too_long', false, end);
-    if (this.entryBytes > MAX_ENTRY_BYTES) return this.fail('entry_too_long', false, end);
+    if (end - pos > Math.min(fieldRoom, entryRoom)) {
+      return this.fail(fieldRoom <= entryRoom ? 'field_too_long' : 'entry_too_long', false, end);
+    }
     if (newline < 0) {
       this.keepPart(chunk, pos, end);
       return end;

@@ -19,9 +19,11 @@ import { statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { isOverlong, MAX_LINE_LENGTH } from '../parser/lines.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { type ExportEntry, ExportReader } from './journal-export.ts';
 import type { LogRecord, LogSource, RecordHandler } from './source.ts';
+import { ThrottledWarning } from './throttled-warning.ts';
 
 const DEFAULT_JOURNALCTL = 'journalctl';
 const CHECKPOINT_FILE = 'journal.cursor.json';
@@ -52,7 +54,7 @@ function directoryIdentity(directory: string): string | null {
   }
 }
 
-type Rejection = 'untrusted_transport' | 'incomplete_entry';
+export type Rejection = 'untrusted_transport' | 'incomplete_entry';
 
 function journalctlArgs(directory: string, follow: readonly string[]): string[] {
   return [
@@ -71,7 +73,8 @@ function recordOf(entry: ExportEntry): LogRecord | Rejection {
   return { text: entry.message, time: Math.floor(entry.realtimeUs / 1000), host: entry.hostname };
 }
 
-function toRecords(entries: readonly ExportEntry[], reject: (reason: Rejection) => void): LogRecord[] {
+/** The entries that are kernel messages, as records; `reject` hears why each other one is not. */
+export function toRecords(entries: readonly ExportEntry[], reject: (reason: Rejection) => void): LogRecord[] {
   const records: LogRecord[] = [];
   for (const entry of entries) {
     const record = recordOf(entry);
@@ -154,14 +157,17 @@ function kill(child: ChildProcess): void {
 
 /**
  * Every kernel-transport entry in a journal directory, in journal order, one batch per chunk read
- * from journalctl; then done. Throws when journalctl cannot run or fails.
+ * from journalctl; then done. Throws when journalctl cannot run or fails. With `sinceMs` (epoch ms),
+ * journalctl starts at that second, so entries up to a second older may come too.
  */
 export async function* readJournalOnce(
   directory: string,
   journalctl: string = DEFAULT_JOURNALCTL,
+  sinceMs: number | null = null,
 ): AsyncGenerator<readonly LogRecord[]> {
   const stderr = new StderrLines();
-  const child = startJournalctl(journalctl, journalctlArgs(directory, []), stderr);
+  const since = sinceMs === null ? [] : [`--since=@${Math.floor(sinceMs / 1000)}`];
+  const child = startJournalctl(journalctl, journalctlArgs(directory, since), stderr);
   const exited = exitOf(child);
   const reader = new ExportReader();
   try {
@@ -226,6 +232,12 @@ export class JournalSource implements LogSource {
   private readonly stopped = new AbortController();
   /** Set after a failed spawn is logged, so a missing journalctl is one log line, not one per retry. */
   private spawnFailureLogged = false;
+  /** Set when the source itself stops journalctl because the directory went away: no failure to report. */
+  private restarting = false;
+  /** Set once the directory's absence is reported, until it is back: one log line per absence. */
+  private missingReported = false;
+  private readonly overlongWarning: ThrottledWarning;
+  private readonly malformedWarning: ThrottledWarning;
 
   constructor(options: JournalSourceOptions) {
     this.directory = options.directory;
@@ -237,6 +249,14 @@ export class JournalSource implements LogSource {
     this.checkpoint = new ThrottledCheckpoint(
       new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
       CHECKPOINT_INTERVAL_MS,
+    );
+    this.overlongWarning = new ThrottledWarning(
+      options.log,
+      `skipped journal entries whose MESSAGE is longer than ${MAX_LINE_LENGTH} bytes`,
+    );
+    this.malformedWarning = new ThrottledWarning(
+      options.log,
+      'skipped malformed journalctl output up to the next entry',
     );
   }
 
@@ -259,14 +279,50 @@ export class JournalSource implements LogSource {
     this.cursor = saved?.cursor ?? null;
     let backoff = BACKOFF_FIRST_MS;
     while (!this.stopping) {
+      if (!(await this.directoryExists())) break;
       const started = performance.now();
+      this.restarting = false;
       const exit = await this.follow(handle);
       if (this.stopping) break;
+      // Reported when it was noticed; the directory, not journalctl, was the problem.
+      if (this.restarting) {
+        backoff = BACKOFF_FIRST_MS;
+        continue;
+      }
       if (performance.now() - started >= HEALTHY_RUN_MS) backoff = BACKOFF_FIRST_MS;
       this.reportExit(exit, backoff);
       await sleep(backoff, undefined, { signal: this.stopped.signal }).catch(() => {});
       backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     }
+  }
+
+  /**
+   * Waits while the directory does not exist, reporting that once: journalctl would only fail on it, again
+   * and again. False when the source stopped meanwhile.
+   */
+  private async directoryExists(): Promise<boolean> {
+    if (directoryIdentity(this.directory) === null) {
+      this.reportMissing();
+      while (directoryIdentity(this.directory) === null) {
+        await sleep(DIRECTORY_CHECK_MS, undefined, { signal: this.stopped.signal }).catch(() => {});
+        if (this.stopping) return false;
+      }
+    }
+    if (this.missingReported) {
+      this.missingReported = false;
+      this.log.info({ directory: this.directory }, 'journal directory appeared');
+    }
+    return true;
+  }
+
+  private reportMissing(): void {
+    if (this.missingReported) return;
+    this.missingReported = true;
+    this.metrics.sourceErrors.inc({ reason: 'directory_missing' });
+    this.log.warn(
+      { directory: this.directory },
+      `journal directory ${this.directory} does not exist; waiting for it to appear`,
+    );
   }
 
   /** Where to start: after the last handled entry, or on a first start at now − expiration. */
@@ -288,9 +344,10 @@ export class JournalSource implements LogSource {
       this.log.info({ args }, 'following the journal');
     });
     const replaced = this.watchDirectory(child);
-    const reader = new ExportReader((reason) =>
-      this.metrics.sourceErrors.inc({ reason: `export_${reason}` }),
-    );
+    const reader = new ExportReader((reason) => {
+      this.metrics.sourceErrors.inc({ reason: `export_${reason}` });
+      this.malformedWarning.note({ directory: this.directory, reason });
+    });
     try {
       for await (const chunk of child.stdout!) {
         if (this.stopping) break;
@@ -298,7 +355,8 @@ export class JournalSource implements LogSource {
         if (entries.length > 0) await this.handleBatch(entries, reader.cursor, handle);
         if (this.stopping) break;
       }
-      if (!this.stopping) reader.end();
+      // An entry cut off by our own kill is not journalctl's fault.
+      if (!this.stopping && !this.restarting) reader.end();
     } catch (err) {
       this.log.warn({ err }, 'reading journalctl output failed');
     } finally {
@@ -318,12 +376,15 @@ export class JournalSource implements LogSource {
   private watchDirectory(child: ChildProcess): NodeJS.Timeout {
     const identity = directoryIdentity(this.directory);
     const timer = setInterval(() => {
-      if (directoryIdentity(this.directory) === identity) return;
-      this.metrics.sourceErrors.inc({ reason: 'directory_replaced' });
-      this.log.warn(
-        { directory: this.directory },
-        'journal directory vanished or was replaced; restarting journalctl',
-      );
+      const now = directoryIdentity(this.directory);
+      if (now === identity) return;
+      if (now === null) {
+        this.reportMissing();
+      } else {
+        this.metrics.sourceErrors.inc({ reason: 'directory_replaced' });
+        this.log.warn({ directory: this.directory }, 'journal directory was replaced; restarting journalctl');
+      }
+      this.restarting = true;
       clearInterval(timer);
       // A cursor from the old files cannot be found in new ones (journalctl would then skip an entry):
       // resume by time, just after the last entry handled.
@@ -343,7 +404,9 @@ export class JournalSource implements LogSource {
     cursor: string | null,
     handle: RecordHandler,
   ): Promise<void> {
-    const records = toRecords(entries, (reason) => this.metrics.sourceErrors.inc({ reason }));
+    const records = toRecords(entries, (reason) => this.metrics.sourceErrors.inc({ reason })).filter(
+      (record) => !this.overlong(record),
+    );
     this.lastRealtimeUs =
       entries.findLast((entry) => entry.realtimeUs !== null)?.realtimeUs ?? this.lastRealtimeUs;
     if (records.length > 0) {
@@ -362,6 +425,17 @@ export class JournalSource implements LogSource {
       this.cursor = cursor;
       this.checkpoint.update({ cursor });
     }
+  }
+
+  /**
+   * Kernel messages stay under 1 KiB; a longer one is skipped like an overlong line of a log file, so that
+   * both sources hand the parser the same lines.
+   */
+  private overlong(record: LogRecord): boolean {
+    if (!isOverlong(record.text, 0, record.text.length)) return false;
+    this.metrics.sourceErrors.inc({ reason: 'line_too_long' });
+    this.overlongWarning.note({ directory: this.directory, characters: record.text.length });
+    return true;
   }
 
   private reportExit(exit: Exit, backoffMs: number): void {

@@ -387,6 +387,65 @@ describe('the image', () => {
     expect(inside).toEqual(outside);
   });
 
+  it('doctor reports on a journal mounted read-only, and exits 1 with no API server configured', async () => {
+    const nowUs = Date.now() * 1000;
+    const drop = (prefix: string, sport: number) =>
+      `${prefix}IN=cali6e7bb88b982 OUT=eth0 SRC=10.4.1.6 DST=10.4.0.16 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=${sport} DPT=12865 WINDOW=42600 RES=0x00 SYN URGP=0`;
+    const dir = join(work, 'doctor-journal');
+    await makeJournal(
+      join(dir, MACHINE_ID),
+      'system.journal',
+      exportText([
+        entry(nowUs - 3 * 3_600_000_000, 'kernel', drop('calico-packet: ', 40000)),
+        entry(
+          nowUs - 5_000_000,
+          'kernel',
+          'IPv6: ADDRCONF(NETDEV_CHANGE): cali6e7bb88b982: link becomes ready',
+        ),
+        entry(nowUs - 4_000_000, 'kernel', drop('calico-packet: ', 40001)),
+        entry(nowUs - 3_000_000, 'kernel', drop('calico-packet: ', 40002)),
+        entry(nowUs - 2_000_000, 'kernel', drop('calico-drop: ', 40003)),
+        entry(nowUs - 1_000_000, 'syslog', drop('calico-packet: ', 40004)),
+      ]),
+    );
+    await chown(dir, 0, FOREIGN_GID);
+    await chmod(dir, 0o750);
+
+    // `env` sets the DaemonSet's variables; no KUBECONFIG and no KUBERNETES_SERVICE_HOST: not in a pod.
+    const result = await inContainer(
+      ['env', 'JOURNAL_DIRECTORY=/var/log/journal', ...entrypoint, 'doctor', '--json'],
+      [`${dir}:/var/log/journal:ro`],
+    );
+    // buildah run reports a non-zero exit on its own stderr; doctor itself writes nothing there.
+    const buildahExit = /^(subprocess exited with status 1|Error: exit status 1|)$/;
+    expect(result.stderr.split('\n').filter((line) => !buildahExit.test(line))).toEqual([]);
+    expect(result.code).toBe(1);
+    const report = JSON.parse(result.stdout) as {
+      source: Record<string, unknown>;
+      api: Record<string, unknown>;
+      checks: { id: string; status: string }[];
+    };
+    expect(report.source).toMatchObject({
+      kind: 'journal',
+      path: '/var/log/journal',
+      prefix: 'calico-packet',
+      readable: true,
+      error: null,
+      journalFiles: 1,
+      entries: 4,
+      prefixed: 2,
+      drops: 2,
+      otherPrefixes: [{ prefix: 'calico-drop', count: 1 }],
+      invalid: [],
+      addresses: [
+        { ip: '10.4.0.16', count: 2 },
+        { ip: '10.4.1.6', count: 2 },
+      ],
+    });
+    expect(report.api).toMatchObject({ reachable: false, failure: 'not_configured' });
+    expect(report.checks.filter(({ status }) => status === 'fail').map(({ id }) => id)).toEqual(['api']);
+  });
+
   it('parses a file large enough for the worker pool as the sources do', async () => {
     // parse hands files of 64 MiB and more to worker threads, which load their own module by URL.
     const kernLog = await readFile(join(ROOT, 'samples/kern.log'));

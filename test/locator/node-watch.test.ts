@@ -1,4 +1,3 @@
-import type { V1NodeAddress } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import type { ListWatch } from '../../agent/locator/list-watch.ts';
@@ -8,7 +7,14 @@ import {
   type NodeIndexSink,
   nodeAddressesOf,
 } from '../../agent/locator/node-watch.ts';
-import { type Cluster, connect, uniqueName } from '../support/cluster.ts';
+import {
+  type Cluster,
+  connect,
+  createNode,
+  deleteNode,
+  setNodeAddresses,
+  uniqueName,
+} from '../support/cluster.ts';
 
 class NodeIndex implements NodeIndexSink {
   readonly nodes = new Map<string, string[]>();
@@ -22,17 +28,6 @@ class NodeIndex implements NodeIndexSink {
   removeNode(name: string): void {
     this.nodes.delete(name);
   }
-}
-
-async function createNode(c: Cluster, name: string, addresses: V1NodeAddress[]): Promise<void> {
-  await c.core.createNode({ body: { metadata: { name } } });
-  await setAddresses(c, name, addresses);
-}
-
-async function setAddresses(c: Cluster, name: string, addresses: V1NodeAddress[]): Promise<void> {
-  const node = await c.core.readNode({ name });
-  node.status = { ...node.status, addresses };
-  await c.core.replaceNodeStatus({ name, body: node });
 }
 
 describe('nodeAddressesOf', () => {
@@ -91,7 +86,7 @@ describe('node watch against a real API server', () => {
     await createNode(c, second, [{ type: 'ExternalIP', address: '203.0.113.7' }]);
     await vi.waitFor(() => expect(index.nodes.get(second)).toEqual(['203.0.113.7']), { timeout: 10_000 });
 
-    await setAddresses(c, second, [
+    await setNodeAddresses(c, second, [
       { type: 'InternalIP', address: '10.128.0.3' },
       { type: 'ExternalIP', address: '203.0.113.8' },
     ]);
@@ -99,7 +94,7 @@ describe('node watch against a real API server', () => {
       timeout: 10_000,
     });
 
-    await c.core.deleteNode({ name: second });
+    await deleteNode(c, second);
     await vi.waitFor(() => expect(index.nodes.has(second)).toBe(false), { timeout: 10_000 });
     expect(index.nodes.has(first)).toBe(true);
   });

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BlockSplitter, forEachLine } from '../../agent/parser/lines.ts';
+import { BlockParser } from '../../agent/parser/block.ts';
+import { BlockSplitter, forEachLine, MAX_LINE_LENGTH } from '../../agent/parser/lines.ts';
+import { kernLine, TCP4 } from './samples.ts';
 
 /** Feeds the chunks and collects every line of the blocks the splitter hands over, as strings. */
 function readLines(chunks: readonly Buffer[], maxLineLength = 100): string[] {
@@ -60,6 +62,26 @@ describe('BlockSplitter and forEachLine', () => {
       const chunks: Buffer[] = [];
       for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
       expect(readLines(chunks)).toEqual(['short', 'x'.repeat(101), 'after', 'x'.repeat(101)]);
+    }
+  });
+
+  it('leaves a cut line too long for the parser, also when cut inside a character or before blanks', () => {
+    const parser = new BlockParser({ prefix: 'calico-packet', timeLayout: null, now: Date.now }, false);
+    // With and without one more byte before the filler, one of the two cuts falls inside a 2-byte 'é'.
+    for (const filler of ['é', ' ', '\0']) {
+      for (const shift of ['', 'x']) {
+        const line = Buffer.from(`${kernLine(TCP4)} ${shift}${filler.repeat(20_000)}X\n`);
+        const splitter = new BlockSplitter(MAX_LINE_LENGTH);
+        const reasons: string[] = [];
+        const onBlock = (block: Buffer): void => {
+          const result = parser.lines(block.toString('utf8'));
+          expect(result.drops).toBe(0);
+          reasons.push(...result.invalid.map((invalid) => invalid.reason));
+        };
+        for (const chunk of [line.subarray(0, 100), line.subarray(100)]) splitter.push(chunk, onBlock);
+        splitter.finish(onBlock);
+        expect(reasons).toEqual(['too_long']);
+      }
     }
   });
 

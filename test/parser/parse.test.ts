@@ -520,6 +520,21 @@ describe('invalid lines', () => {
     expect(fileLine(`no prefix ${'X'.repeat(16 * 1024)}`)).toBe(SKIPPED);
   });
 
+  it('measures the 16 KiB in bytes of UTF-8, trailing blanks included, as the sources cut lines', () => {
+    const wide = `${kernLine(TCP4)} ${'é'.repeat(9000)}`;
+    expect(wide.length).toBeLessThan(16 * 1024);
+    const detail = `${Buffer.byteLength(wide)} bytes`;
+    expect(fileLine(wide)).toEqual({ kind: 'invalid', reason: 'too_long', detail });
+    expect(parse({ text: wide, time: NOW, host: 'node-1' })).toEqual({
+      kind: 'invalid',
+      reason: 'too_long',
+      detail,
+    });
+    const padded = `${kernLine(TCP4)}${' '.repeat(16 * 1024)}`;
+    expect(fileLine(padded)).toMatchObject({ kind: 'invalid', reason: 'too_long' });
+    expect(parse({ text: padded, time: NOW, host: 'node-1' })).toMatchObject({ reason: 'too_long' });
+  });
+
   it('quotes offending values without control characters, cut to a readable length', () => {
     const result = fileLine(
       kernLine(base.replace('SRC=10.0.0.1', `SRC=\u001b[31m\u0000\u202e${'1'.repeat(200)}`)),

@@ -3,17 +3,12 @@
  * validated values (they end up in Kubernetes Event messages).
  */
 
-import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalIp } from '../../agent/parser/address.ts';
-import {
-  createLineParser,
-  createParser,
-  INVALID_REASONS,
-  type ParseResult,
-} from '../../agent/parser/parse.ts';
-import type { PacketDrop } from '../../agent/types.ts';
+import { createLineParser, createParser, type ParseResult } from '../../agent/parser/parse.ts';
+import { PARSER_TOKENS } from '../fuzz/generators.ts';
+import { resultViolation } from '../fuzz/invariants.ts';
 import { ICMP_ECHO, ICMP_UNREACHABLE, ICMP6, kernLine, TCP4, TCP6, UDP4 } from './samples.ts';
 
 const RUNS = 20_000;
@@ -23,46 +18,9 @@ const parse = createParser(options);
 const parseWithLayout = createParser({ ...options, timeLayout: '2006-01-02T15:04:05.000000-07:00' });
 const parseLine = createLineParser(options);
 
-const SAFE_NAME = /^[A-Za-z0-9_.@+-]{0,15}$/;
-const SAFE_HOST = /^[A-Za-z0-9._:-]{0,253}$/;
-
-function isPort(value: number | null): boolean {
-  return value === null || (Number.isInteger(value) && value >= 0 && value <= 65_535);
-}
-
-function isByte(value: number | null): boolean {
-  return value === null || (Number.isInteger(value) && value >= 0 && value <= 255);
-}
-
-/** The first rule a drop breaks, or null: every value as strictly as the kernel could have printed it. */
-function violation(drop: PacketDrop): string | null {
-  const rules: [string, boolean][] = [
-    ['src is an address of ipVersion', isIP(drop.src) === drop.ipVersion],
-    ['dst is an address of ipVersion', isIP(drop.dst) === drop.ipVersion],
-    ['src is canonical', canonicalIp(drop.src) === drop.src],
-    ['dst is canonical', canonicalIp(drop.dst) === drop.dst],
-    ['ports are 0-65535 or null', isPort(drop.srcPort) && isPort(drop.dstPort)],
-    ['ports come in pairs', (drop.srcPort === null) === (drop.dstPort === null)],
-    ['ttl and ICMP fields are bytes', isByte(drop.ttl) && isByte(drop.icmpType) && isByte(drop.icmpCode)],
-    ['length is a count', drop.length === null || (Number.isInteger(drop.length) && drop.length >= 0)],
-    ['proto is a name or number', /^[A-Za-z0-9]{1,16}$/.test(drop.proto)],
-    ['interfaces are safe names', SAFE_NAME.test(drop.in) && SAFE_NAME.test(drop.out)],
-    ['host is a safe name', SAFE_HOST.test(drop.host)],
-    ['mac is hex pairs', drop.mac === null || /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2})*$/.test(drop.mac)],
-    ['time is a date', Number.isFinite(drop.time) && Math.abs(drop.time) <= 8.64e15],
-  ];
-  return rules.find(([, holds]) => !holds)?.[0] ?? null;
-}
-
 /** Throws (failing the property) on a drop with an invalid value or an invalid report. */
 function checkResult(result: ParseResult): void {
-  const problem =
-    result.kind === 'drop'
-      ? violation(result.drop)
-      : result.kind === 'invalid' &&
-          (!INVALID_REASONS.includes(result.reason) || !/^[\x20-\x7e]*$/.test(result.detail))
-        ? 'invalid report is not a known reason with a printable detail'
-        : null;
+  const problem = resultViolation(result);
   if (problem !== null) throw new Error(`${problem}: ${JSON.stringify(result)}`);
 }
 
@@ -82,35 +40,7 @@ const validLines = [TCP4, UDP4, ICMP_ECHO, ICMP_UNREACHABLE, TCP6, ICMP6].flatMa
   `calico-packet ${fields}`,
 ]);
 
-/** Characters that matter to the parser, so mutations hit its decisions rather than only noise. */
-const interesting = fc.constantFrom(
-  ' ',
-  '=',
-  ':',
-  '.',
-  '[',
-  ']',
-  '\n',
-  '\r',
-  '\t',
-  '\u0000',
-  '\ufffd',
-  '0',
-  '9',
-  'f',
-  'SRC=',
-  'DST=',
-  'SPT=',
-  'DPT=',
-  'PROTO=',
-  'IN=',
-  'MAC=',
-  'calico-packet',
-  '::',
-  '256',
-  '65536',
-  '-1',
-);
+const interesting = fc.constantFrom(...PARSER_TOKENS);
 
 type Mutation = { at: number; kind: 'insert' | 'delete' | 'replace'; text: string; length: number };
 

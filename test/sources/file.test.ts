@@ -134,6 +134,11 @@ class Tail {
     return this.logs.filter((entry) => entry.msg.includes(text));
   }
 
+  /** Log lines at warn level or above: what an operator is shown. */
+  warnings(): LogEntry[] {
+    return this.logs.filter((entry) => entry.level >= 40);
+  }
+
   logged(text: string): Promise<void> {
     return until(`log "${text}"`, () => this.messages(text).length > 0);
   }
@@ -147,6 +152,16 @@ class Tail {
   async errors(reason: string): Promise<number> {
     const { values } = await this.metrics.sourceErrors.get();
     return values.find((v) => v.labels.reason === reason)?.value ?? 0;
+  }
+
+  /** The condition is counted once, and it stays once: no repeated warning while it lasts. */
+  async reportedOnce(reason: string, text: string): Promise<void> {
+    await until(reason, async () => (await this.errors(reason)) === 1);
+    await sleep(QUIET_MS);
+    expect(await this.errors(reason)).toBe(1);
+    expect(this.warnings()).toEqual([
+      expect.objectContaining({ level: 50, msg: expect.stringContaining(text) }),
+    ]);
   }
 
   async linesRead(): Promise<number> {
@@ -242,7 +257,21 @@ describe('FileSource: following a file', () => {
     }
     expect(await tail.through('x'.repeat(100))).toEqual(['short 1', 'short 2', 'short 3', 'x'.repeat(100)]);
     expect(await tail.errors('line_too_long')).toBe(2);
-    expect(tail.messages('skipped log lines longer than maxLineBytes')).toHaveLength(1);
+    // Logged once for the first, then at most once a minute with how many more there were.
+    expect(tail.warnings()).toEqual([
+      expect.objectContaining({ level: 40, msg: 'skipped log lines longer than maxLineBytes', skipped: 1 }),
+    ]);
+  });
+
+  it('skips a line over the default 16 KiB, multi-byte characters counted as bytes', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const tail = await Tail.start(c);
+    // 9,000 characters but 18,000 bytes.
+    await appendFile(c.path, `before\ncalico-packet: ${'é'.repeat(9000)}\nafter\n`);
+    expect(await tail.through('after')).toEqual(['before', 'after']);
+    expect(await tail.errors('line_too_long')).toBe(1);
+    expect(tail.warnings()).toHaveLength(1);
   });
 
   it('rejects a poll interval or line limit that is not a positive integer', async () => {
@@ -493,13 +522,15 @@ describe('FileSource: a path that is not a readable regular file', () => {
     const c = await newCase();
     await mkdir(c.path);
     const tail = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
-    await until('not_a_regular_file', async () => (await tail.errors('not_a_regular_file')) === 1);
-    await sleep(QUIET_MS);
-    expect(await tail.errors('not_a_regular_file')).toBe(1);
-    expect(tail.messages('is a directory, not a regular file')).toHaveLength(1);
+    await tail.reportedOnce('not_a_regular_file', 'is a directory, not a regular file');
     await rmdir(c.path);
     await writeFile(c.path, 'x1\nx2\n');
     expect(await tail.through('x2')).toEqual(['x1', 'x2']);
+    // A directory cannot be replaced in one step: if a look falls between the rmdir and the new file,
+    // it finds no file, a condition of its own.
+    const [, ...after] = tail.warnings();
+    expect(after.length).toBeLessThanOrEqual(1);
+    for (const warning of after) expect(warning.msg).toContain('does not exist; waiting for it to appear');
   });
 
   it('reports a FIFO once without blocking on it or on stop, and recovers when a file replaces it', async () => {
@@ -508,13 +539,44 @@ describe('FileSource: a path that is not a readable regular file', () => {
     const first = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
     await until('not_a_regular_file', async () => (await first.errors('not_a_regular_file')) === 1);
     await sleep(QUIET_MS);
-    expect(first.messages('is a FIFO (named pipe), not a regular file')).toHaveLength(1);
+    expect(first.warnings()).toEqual([
+      expect.objectContaining({
+        level: 50,
+        msg: expect.stringContaining('is a FIFO (named pipe), not a regular file'),
+      }),
+    ]);
+    expect(await first.errors('not_a_regular_file')).toBe(1);
     await first.stop();
 
     const second = new Tail(c, { pollIntervalMs: FAST_POLL_MS });
     await until('not_a_regular_file', async () => (await second.errors('not_a_regular_file')) === 1);
-    await unlink(c.path);
-    await writeFile(c.path, 'x1\n');
+    // Replaced in one step, as `mv` does.
+    await writeFile(`${c.path}.new`, 'x1\n');
+    await rename(`${c.path}.new`, c.path);
     expect(await second.through('x1')).toEqual(['x1']);
+    expect(second.warnings()).toHaveLength(1);
   });
+
+  it.each([
+    ['a directory', (path: string) => mkdir(path), (path: string) => rmdir(path)],
+    ['a FIFO (named pipe)', (path: string) => run('mkfifo', [path]), (path: string) => unlink(path)],
+  ])(
+    'reports a followed file replaced by %s once, and follows the file that replaces it',
+    async (what, create, remove) => {
+      const c = await newCase();
+      await writeFile(c.path, '');
+      const tail = await Tail.start(c, { pollIntervalMs: FAST_POLL_MS });
+      await appendFile(c.path, 'a1\n');
+      await tail.through('a1');
+      await unlink(c.path);
+      await create(c.path);
+      await tail.reportedOnce('not_a_regular_file', `is ${what}, not a regular file`);
+      await remove(c.path);
+      await writeFile(c.path, 'b1\nb2\n');
+      expect(await tail.through('b2')).toEqual(['a1', 'b1', 'b2']);
+      await appendFile(c.path, 'b3\n');
+      expect(await tail.through('b3')).toEqual(['a1', 'b1', 'b2', 'b3']);
+      expect(tail.warnings()).toHaveLength(1);
+    },
+  );
 });

@@ -192,6 +192,44 @@ describe('ExportReader on malformed streams', () => {
     }
   });
 
+  it('names the cap a value passes first, however the stream is chunked', () => {
+    const field = `F=${'b'.repeat(60_000)}\n`;
+    const huge = `H=${'h'.repeat(MAX_FIELD_BYTES + 1000)}\n`;
+    // Four fields leave less than a field's worth of room in the entry, three leave more.
+    for (const [fields, error] of [
+      [4, 'entry_too_long'],
+      [3, 'field_too_long'],
+    ] as const) {
+      const stream = Buffer.concat([text(`${field.repeat(fields)}${huge}\n`), valid(1)]);
+      const hugeAt = field.length * fields;
+      for (const chunks of [
+        [stream],
+        splitAt(stream, hugeAt + 30_000),
+        splitAt(stream, hugeAt + 10, hugeAt + 65_000),
+      ]) {
+        const { entries, errors } = read(chunks);
+        expect(entries.map((e) => e.message)).toEqual(['entry 1']);
+        expect(errors).toEqual([error]);
+      }
+    }
+  });
+
+  it('holds no more than the caps allow while a value spans chunks, and lets go after it', () => {
+    const reader = new ExportReader();
+    const value = Buffer.alloc(MAX_FIELD_BYTES - 100, 'm');
+    reader.push(text('__CURSOR=s=1\n_HOSTNAME=node-1\nMESSAGE='));
+    for (let i = 0; i < value.length; i += 1000) reader.push(value.subarray(i, i + 1000));
+    expect(reader.bufferedBytes).toBeGreaterThanOrEqual(value.length);
+    expect(reader.bufferedBytes).toBeLessThanOrEqual(MAX_ENTRY_BYTES);
+    expect(reader.push(text('\n\n'))).toHaveLength(1);
+    expect(reader.bufferedBytes).toBe('s=1'.length + 'node-1'.length);
+  });
+
+  it('does not round a timestamp too large for a double to hold exactly', () => {
+    const stream = entry(text('__REALTIME_TIMESTAMP=9999999999999999\nMESSAGE=x\n'));
+    expect(read([stream]).entries[0]!.realtimeUs).toBeNull();
+  });
+
   it('does not trust an entry with two different transports', () => {
     const stream = entry(text('_TRANSPORT=syslog\nMESSAGE=x\n_TRANSPORT=kernel\n'));
     expect(read([stream]).entries[0]!.transport).toBeNull();

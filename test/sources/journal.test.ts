@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../../agent/log.ts';
 import { Metrics } from '../../agent/metrics.ts';
+import { createParser } from '../../agent/parser/parse.ts';
 import { JournalSource, type JournalSourceOptions, readJournalOnce } from '../../agent/sources/journal.ts';
 import type { LogRecord } from '../../agent/sources/source.ts';
 import {
@@ -125,12 +126,28 @@ class Following {
     await this.source.stop();
     await this.done;
   }
+
+  /** Log lines at warn level or above: what an operator is shown. */
+  warnings(): { level: number; msg: string }[] {
+    return this.logger.lines().filter((line) => line.level >= 40);
+  }
 }
 
 const running = new Set<Following>();
 afterEach(async () => {
   await Promise.all([...running].map((f) => f.stop()));
 });
+
+/** A source following a journal directory of its own that already holds entries 1 and 2. */
+async function followingTwoEntries(): Promise<{ dir: string; journal: string; following: Following }> {
+  const dir = await newDir();
+  const journal = join(dir, 'journal');
+  await mkdir(journal);
+  await appendJournal(join(journal, 'system.journal'), numbered(1, 2));
+  const following = new Following({ directory: journal, checkpointDirectory: join(dir, 'state') });
+  await following.until(2);
+  return { dir, journal, following };
+}
 
 describe('readJournalOnce', () => {
   const forged: JournalEntry[] = [
@@ -313,22 +330,170 @@ describe('JournalSource', () => {
     await following.until(2);
     await following.stop();
     expect(texts(following.records)).toEqual(range(1, 2));
+    expect(following.warnings()).toEqual([
+      expect.objectContaining({ level: 50, msg: expect.stringMatching(/journalctl not found/) }),
+    ]);
+    expect(await errorCount(following.metrics, 'journalctl_missing')).toBeGreaterThanOrEqual(1);
   });
 
-  it('follows a journal directory that disappears and comes back', async () => {
+  it('finds journalctl in PATH once it is installed there, after one error line', async () => {
     const dir = await newDir();
-    const journal = join(dir, 'journal');
-    await mkdir(journal);
-    await appendJournal(join(journal, 'system.journal'), numbered(1, 2));
-    const following = new Following({ directory: journal, checkpointDirectory: join(dir, 'state') });
-    await following.until(2);
+    await appendJournal(join(dir, 'system.journal'), numbered(1, 2));
+    const journalctl = (await run('sh', ['-c', 'command -v journalctl'])).stdout.trim();
+    const bin = join(dir, 'bin');
+    await mkdir(bin);
+    const path = process.env.PATH;
+    // Tests of a file run one after another: nothing else spawns while PATH lacks journalctl.
+    process.env.PATH = bin;
+    try {
+      const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state') });
+      await waitFor(
+        async () => (await errorCount(following.metrics, 'journalctl_missing')) >= 2,
+        'two failed starts',
+      );
+      await symlink(journalctl, join(bin, 'journalctl'));
+      await following.until(2);
+      await following.stop();
+      expect(texts(following.records)).toEqual(range(1, 2));
+      expect(following.warnings()).toEqual([
+        expect.objectContaining({
+          level: 50,
+          msg: expect.stringMatching(
+            /^journalctl not found: the image needs journalctl \(package systemd\) in PATH/,
+          ),
+        }),
+      ]);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('follows a journal directory that disappears and comes back, reporting it once', async () => {
+    const { journal, following } = await followingTwoEntries();
     await rm(journal, { recursive: true });
-    await sleep(300);
+    await waitFor(
+      async () => (await errorCount(following.metrics, 'directory_missing')) === 1,
+      'the vanished directory to be noticed',
+    );
+    // Long enough for several retries, were journalctl started on the missing directory.
+    await sleep(3000);
     await mkdir(journal);
     await appendJournal(join(journal, 'system.journal'), numbered(3, 2));
     await following.until(4, 20_000);
     await following.stop();
     expect(texts(following.records)).toEqual(range(1, 4));
+    expect(following.warnings()).toEqual([
+      expect.objectContaining({
+        level: 40,
+        msg: `journal directory ${journal} does not exist; waiting for it to appear`,
+      }),
+    ]);
+    expect(await errorCount(following.metrics, 'directory_missing')).toBe(1);
+    expect(await errorCount(following.metrics, 'journalctl_exited')).toBe(0);
+  });
+
+  it('waits for a journal directory that does not exist yet, reporting it once', async () => {
+    const dir = await newDir();
+    const journal = join(dir, 'journal');
+    const following = new Following({ directory: journal, checkpointDirectory: join(dir, 'state') });
+    await waitFor(async () => (await errorCount(following.metrics, 'directory_missing')) === 1, 'the report');
+    await sleep(1000);
+    await appendJournal(join(journal, 'system.journal'), numbered(1, 2));
+    await following.until(2, 20_000);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 2));
+    expect(following.warnings()).toHaveLength(1);
+    expect(await errorCount(following.metrics, 'directory_missing')).toBe(1);
+    expect(await errorCount(following.metrics, 'journalctl_exited')).toBe(0);
+  });
+
+  it('restarts journalctl on a journal directory replaced by another, reporting it once', async () => {
+    const { dir, journal, following } = await followingTwoEntries();
+    await rename(journal, join(dir, 'journal.old'));
+    await mkdir(journal);
+    await appendJournal(join(journal, 'system.journal'), numbered(3, 2));
+    await following.until(4, 20_000);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 4));
+    expect(following.warnings()).toHaveLength(1);
+    // Between two looks the directory is normally already back; a look in between sees it missing.
+    const replaced = await errorCount(following.metrics, 'directory_replaced');
+    expect(replaced + (await errorCount(following.metrics, 'directory_missing'))).toBe(1);
+    expect(await errorCount(following.metrics, 'journalctl_exited')).toBe(0);
+  });
+
+  it('skips a kernel MESSAGE over 16 KiB, with one warning and a count, and reads on', async () => {
+    const dir = await newDir();
+    const [first, second, third] = numbered(1, 3);
+    const long = (n: number): JournalEntry => ({
+      message: `${calicoMessage(n)}${'A'.repeat(16 * 1024)}`,
+      realtimeUs: first!.realtimeUs! + n,
+    });
+    await appendJournal(join(dir, 'system.journal'), [first!, long(1), second!, long(2)]);
+    const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state') });
+    await following.until(2);
+    await appendJournal(join(dir, 'system.journal'), [third!]);
+    await following.until(3);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 3));
+    expect(await errorCount(following.metrics, 'line_too_long')).toBe(2);
+    expect(following.warnings()).toEqual([
+      expect.objectContaining({
+        level: 40,
+        msg: 'skipped journal entries whose MESSAGE is longer than 16384 bytes',
+      }),
+    ]);
+  });
+
+  it('skips a MESSAGE over the 64 KiB field cap as malformed output, once logged, and reads on', async () => {
+    const dir = await newDir();
+    const [first, second] = numbered(1, 2);
+    const huge: JournalEntry = {
+      message: `${calicoMessage(9)}${'B'.repeat(100_000)}`,
+      realtimeUs: first!.realtimeUs! + 1,
+    };
+    await appendJournal(join(dir, 'system.journal'), [first!, huge, second!]);
+    const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state') });
+    await following.until(2);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 2));
+    expect(await errorCount(following.metrics, 'export_field_too_long')).toBe(1);
+    expect(following.warnings()).toEqual([
+      expect.objectContaining({ level: 40, msg: 'skipped malformed journalctl output up to the next entry' }),
+    ]);
+  });
+
+  it('gives the parser no entry forged with SYSLOG_IDENTIFIER=kernel, so no drop from one', async () => {
+    const dir = await newDir();
+    const t = nowUs();
+    // Same drop lines as the kernel's, but sent by a local process (syslog(3), stdout, sd_journal_send).
+    const forged = ['syslog', 'stdout', 'journal'].map(
+      (transport, i): JournalEntry => ({
+        message: calicoMessage(101 + i),
+        transport,
+        identifier: 'kernel',
+        realtimeUs: t + 10 + i,
+      }),
+    );
+    await appendJournal(join(dir, 'system.journal'), [
+      { message: calicoMessage(1), realtimeUs: t },
+      ...forged,
+      { message: calicoMessage(2), realtimeUs: t + 20 },
+    ]);
+    const following = new Following({ directory: dir, checkpointDirectory: join(dir, 'state') });
+    await following.until(2);
+    await sleep(300);
+    await following.stop();
+    const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: Date.now });
+    const drops = following.records
+      .map(parse)
+      .flatMap((result) => (result.kind === 'drop' ? [result.drop] : []));
+    expect(drops.map((drop) => drop.src)).toEqual(['10.4.0.1', '10.4.0.2']);
+    // The forged lines are drops in themselves: only their transport keeps them out.
+    const asKernel = forged.map((entry) =>
+      parse({ text: String(entry.message), time: Date.now(), host: null }),
+    );
+    expect(asKernel.map((result) => result.kind)).toEqual(['drop', 'drop', 'drop']);
   });
 
   it('restarts journalctl killed from outside, after the last entry handled', async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1NodeAddress, type V1Pod } from '@kubernetes/client-node';
 
 export interface Cluster {
   kubeconfig: string;
@@ -124,6 +124,23 @@ export async function setPodRunning(
     ],
   };
   return c.core.replaceNamespacedPodStatus({ name, namespace, body: pod });
+}
+
+/** A Node object with these status addresses (there is no kubelet to report them); delete it with deleteNode. */
+export async function createNode(c: Cluster, name: string, addresses: V1NodeAddress[]): Promise<void> {
+  await c.core.createNode({ body: { metadata: { name } } });
+  await setNodeAddresses(c, name, addresses);
+}
+
+/** Writes what a kubelet would report as the node's addresses, through the status subresource. */
+export async function setNodeAddresses(c: Cluster, name: string, addresses: V1NodeAddress[]): Promise<void> {
+  const node = await c.core.readNode({ name });
+  node.status = { ...node.status, addresses };
+  await c.core.replaceNodeStatus({ name, body: node });
+}
+
+export async function deleteNode(c: Cluster, name: string): Promise<void> {
+  await c.core.deleteNode({ name });
 }
 
 export async function deletePod(c: Cluster, namespace: string, name: string): Promise<void> {

@@ -1,0 +1,84 @@
+/**
+ * doctor's look at the pod index: one paginated list of Running pods (and of nodes) through the agent's
+ * own conversion (podRefOf, nodeAddressesOf) into the agent's own index (PodDirectory), then the frequent
+ * drop addresses looked up in it exactly as the pipeline does.
+ */
+
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { type ListCall, type ListPage, PAGE_SIZE } from '../locator/list-watch.ts';
+import { nodeAddressesOf } from '../locator/node-watch.ts';
+import { PodDirectory } from '../locator/pod-directory.ts';
+import { podRefOf, RUNNING_PODS } from '../locator/pod-watch.ts';
+import { describeError, httpStatus, timeoutOptions } from './requests.ts';
+import type { AddressCount, PodsReport, ResolvedAddress } from './types.ts';
+
+/** Every page of a list, converted; each page has its own time limit. */
+async function listAll<T>(
+  list: ListCall,
+  convert: (object: unknown) => T | null,
+  fieldSelector?: string,
+): Promise<T[]> {
+  const items: T[] = [];
+  let page: ListPage | undefined;
+  do {
+    page = await list(
+      { limit: PAGE_SIZE, fieldSelector, _continue: page?.metadata?._continue },
+      timeoutOptions(),
+    );
+    for (const object of page.items) {
+      const item = convert(object);
+      if (item !== null) items.push(item);
+    }
+  } while (page.metadata?._continue);
+  return items;
+}
+
+function resolve(directory: PodDirectory, address: AddressCount): ResolvedAddress {
+  const pod = directory.podByIp(address.ip);
+  return {
+    ...address,
+    pod: pod === undefined ? null : `${pod.namespace}/${pod.name}`,
+    hostNetwork: pod?.hostNetwork ?? false,
+    node: pod === undefined ? (directory.nodeByIp(address.ip) ?? null) : null,
+  };
+}
+
+/** Never throws: a failed list is in the report. */
+export async function checkPods(
+  kubeConfig: KubeConfig,
+  labelKey: string,
+  addresses: readonly AddressCount[],
+): Promise<PodsReport> {
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const directory = new PodDirectory();
+  const report: PodsReport = {
+    running: null,
+    error: null,
+    errorStatus: null,
+    nodes: null,
+    nodesError: null,
+    addresses: [],
+  };
+  try {
+    const pods = await listAll(
+      (request, options) => core.listPodForAllNamespaces(request, options),
+      (object) => podRefOf(object, labelKey),
+      RUNNING_PODS,
+    );
+    directory.replacePods(pods);
+    report.running = directory.size;
+  } catch (err) {
+    report.error = describeError(err);
+    report.errorStatus = httpStatus(err);
+    return report;
+  }
+  try {
+    const nodes = await listAll((request, options) => core.listNode(request, options), nodeAddressesOf);
+    directory.replaceNodes(nodes);
+    report.nodes = nodes.length;
+  } catch (err) {
+    report.nodesError = describeError(err);
+  }
+  report.addresses = addresses.map((address) => resolve(directory, address));
+  return report;
+}

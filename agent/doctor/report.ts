@@ -1,0 +1,294 @@
+/**
+ * doctor's verdicts and their rendering: pure functions of the source, API and pod reports. A `fail` is
+ * something that keeps events from being posted (exit 1); a `warn` is worth a look but blocks nothing.
+ */
+
+import type {
+  ApiReport,
+  Check,
+  CheckId,
+  DoctorReport,
+  PodsReport,
+  PrefixCount,
+  ResolvedAddress,
+  SourceReport,
+  Status,
+} from './types.ts';
+
+const RBAC = 'manifests/base/rbac.yaml';
+/** Other prefixes named in a one-line summary; the JSON has up to 20. */
+const PREFIXES_IN_SUMMARY = 5;
+
+function check(
+  id: CheckId,
+  status: Status,
+  summary: string,
+  advice: string | null = null,
+  details: string[] = [],
+): Check {
+  return { id, status, summary, advice, details };
+}
+
+function plural(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+function prefixLabel(prefix: string): string {
+  return prefix === '' ? '(no prefix)' : prefix;
+}
+
+/** `calico-drop (12), DROP (3)`, the most frequent first. */
+export function prefixList(prefixes: readonly PrefixCount[], limit = PREFIXES_IN_SUMMARY): string {
+  const shown = prefixes.slice(0, limit).map(({ prefix, count }) => `${prefixLabel(prefix)} (${count})`);
+  const more = prefixes.length - limit;
+  return more > 0 ? `${shown.join(', ')} and ${more} more` : shown.join(', ');
+}
+
+function windowText(source: SourceReport): string {
+  return `the last ${plural(source.windowMinutes, 'minute')}`;
+}
+
+function sourceCheck(source: SourceReport): Check {
+  if (!source.readable) {
+    const advice =
+      source.kind === 'journal'
+        ? "mount the host's journal read-only and set JOURNAL_DIRECTORY to it (/var/log/journal, or /run/log/journal when the journal is volatile)"
+        : "set IPTABLES_LOG_PATH to the file the host's syslog writes kernel messages to, or use JOURNAL_DIRECTORY=/var/log/journal on systemd hosts";
+    return check('source', 'fail', source.error ?? `cannot read ${source.path}`, advice);
+  }
+  if (source.kind === 'journal') {
+    return check(
+      'source',
+      'ok',
+      `journal ${source.path}: ${plural(source.journalFiles ?? 0, 'journal file')}`,
+    );
+  }
+  const read = `${source.bytesRead ?? 0} bytes read`;
+  return check(
+    'source',
+    'ok',
+    `file ${source.path}: ${source.truncated ? `${read} from its end (only the last 64 MiB are read)` : read}`,
+  );
+}
+
+function windowCheck(source: SourceReport): Check {
+  const [one, many] = source.kind === 'journal' ? ['kernel entry', 'kernel entries'] : ['line', 'lines'];
+  if (!source.readable) return check('window', 'skip', 'not checked: the source cannot be read');
+  if (source.entries > 0) {
+    return check('window', 'ok', `${plural(source.entries, one, many)} in ${windowText(source)}`);
+  }
+  const advice =
+    source.kind === 'journal'
+      ? "check that JOURNAL_DIRECTORY holds this node's current journal and that the node's clock is right"
+      : 'check that IPTABLES_LOG_PATH is the file kernel messages go to now, not a rotated copy, and that its timestamps are right';
+  return check('window', 'warn', `no ${many} in ${windowText(source)}`, advice);
+}
+
+function prefixCheck(source: SourceReport): Check {
+  if (!source.readable) return check('prefix', 'skip', 'not checked: the source cannot be read');
+  const others = source.otherPrefixes;
+  if (source.prefixed > 0) {
+    const also = others.length > 0 ? `; other LOG prefixes: ${prefixList(others)}` : '';
+    return check(
+      'prefix',
+      'ok',
+      `${plural(source.prefixed, 'line')} with the prefix ${source.prefix} in ${windowText(source)}${also}`,
+    );
+  }
+  if (others.length === 0) {
+    return check(
+      'prefix',
+      'ok',
+      `no LOG lines in ${windowText(source)}: nothing was dropped, or no LOG rule logs the drops`,
+    );
+  }
+  const named = others.find(({ prefix }) => prefix !== '');
+  const advice =
+    named === undefined
+      ? 'give the LOG rule a prefix (iptables --log-prefix, Calico logs "calico-packet") and set IPTABLES_LOG_PREFIX to it'
+      : `set IPTABLES_LOG_PREFIX=${named.prefix}`;
+  return check(
+    'prefix',
+    'fail',
+    `no line with the prefix ${source.prefix} (IPTABLES_LOG_PREFIX), but other LOG prefixes: ${prefixList(others)}`,
+    advice,
+  );
+}
+
+function parseCheck(source: SourceReport): Check {
+  if (!source.readable) return check('parse', 'skip', 'not checked: the source cannot be read');
+  if (source.prefixed === 0) return check('parse', 'skip', 'not checked: no line with the prefix');
+  if (source.invalid.length === 0) {
+    return check('parse', 'ok', `${plural(source.drops, 'packet drop')} parsed`);
+  }
+  const failed = source.prefixed - source.drops;
+  const details = source.invalid.map(({ reason, count, example }) => `${reason} (${count}), e.g. ${example}`);
+  const advice = source.invalid.some(({ reason }) => reason === 'bad_timestamp')
+    ? "set PACKET_DROP_LOG_TIME_LAYOUT to the Go layout of the file's timestamps"
+    : 'run `parse` on the same log to see every refused line: lines that merely mention the prefix are no LOG output';
+  return check(
+    'parse',
+    'warn',
+    `${failed} of ${plural(source.prefixed, 'line')} with the prefix could not be parsed (${plural(source.drops, 'drop')} parsed)`,
+    advice,
+    details,
+  );
+}
+
+function apiCheck(api: ApiReport): Check {
+  const at = api.server === null ? '' : ` at ${api.server}`;
+  switch (api.failure) {
+    case 'not_configured':
+      return check(
+        'api',
+        'fail',
+        api.error ?? 'no API server configured',
+        api.credentials === 'kubeconfig'
+          ? "point KUBECONFIG at a readable kubeconfig with the agent's credentials"
+          : "run doctor in the agent's pod (kubectl exec -n kube-system ds/kube-iptables-tailer -- node /app/dist/cli.js doctor) or set KUBECONFIG",
+      );
+    case 'unauthorized':
+      return check(
+        'api',
+        'fail',
+        `the API server${at} refused the credentials (${api.credentials}): ${api.error}`,
+        "check the ServiceAccount token mounted in the agent's pod, or the user of KUBECONFIG",
+      );
+    case 'unreachable':
+      return check(
+        'api',
+        'fail',
+        `cannot reach the API server${at}: ${api.error}`,
+        "check KUBE_API_SERVER or KUBECONFIG and that this node's network reaches the API server",
+      );
+    case null: {
+      const version = api.version === null ? '' : ` (Kubernetes ${api.version})`;
+      return check('api', 'ok', `reachable${at}${version} with the ${api.credentials} credentials`);
+    }
+  }
+}
+
+function permissionName({ resource, verb }: { resource: string; verb: string }): string {
+  return `${resource} ${verb}`;
+}
+
+function permissionsCheck(api: ApiReport): Check {
+  if (!api.reachable) return check('permissions', 'skip', 'not checked: the API server cannot be used');
+  const missing = api.permissions.filter(({ allowed }) => allowed === false).map(permissionName);
+  const unknown = api.permissions.filter(({ allowed }) => allowed === null);
+  if (missing.length > 0) {
+    return check(
+      'permissions',
+      'fail',
+      `missing: ${missing.join(', ')}`,
+      `grant ${missing.join(', ')} to the agent's ServiceAccount: see ${RBAC}`,
+    );
+  }
+  if (unknown.length > 0) {
+    return check(
+      'permissions',
+      'warn',
+      `could not check ${unknown.map(permissionName).join(', ')}`,
+      `run doctor again; the agent needs every permission of ${RBAC}`,
+      unknown.map((permission) => `${permissionName(permission)}: ${permission.error}`),
+    );
+  }
+  return check('permissions', 'ok', `allowed: ${api.permissions.map(permissionName).join(', ')}`);
+}
+
+function podsCheck(pods: PodsReport | null): Check {
+  if (pods === null) return check('pods', 'skip', 'not checked: the API server cannot be used');
+  if (pods.running === null) {
+    const advice =
+      pods.errorStatus === 403
+        ? `grant pods list: see ${RBAC}`
+        : 'check the API server: the agent indexes pods with the same list before it reads the log';
+    return check('pods', 'fail', `cannot list Running pods: ${pods.error}`, advice);
+  }
+  const nodes = pods.nodes === null ? `nodes not listed (${pods.nodesError})` : plural(pods.nodes, 'node');
+  return check('pods', 'ok', `${plural(pods.running, 'Running pod')} would be indexed, ${nodes}`);
+}
+
+/** `10.4.0.4  12 drops  pod default/netperf-client`, columns aligned by the caller. */
+function addressLine(address: ResolvedAddress, width: number): string {
+  const target =
+    address.pod !== null
+      ? `pod ${address.pod}${address.hostNetwork ? ' (hostNetwork: named by its node, gets no event)' : ''}`
+      : address.node !== null
+        ? `node ${address.node}`
+        : 'unresolved';
+  return `${address.ip.padEnd(width)}  ${plural(address.count, 'drop').padStart(10)}  ${target}`;
+}
+
+function addressesCheck(pods: PodsReport | null): Check {
+  if (pods === null || pods.running === null) {
+    return check('addresses', 'skip', 'not checked: the pod index could not be listed');
+  }
+  if (pods.addresses.length === 0)
+    return check('addresses', 'skip', 'not checked: no packet drop in the window');
+  const width = Math.max(...pods.addresses.map(({ ip }) => ip.length));
+  const details = pods.addresses.map((address) => addressLine(address, width));
+  const unresolved = pods.addresses.filter(({ pod, node }) => pod === null && node === null);
+  const count = pods.addresses.length;
+  const of = count === 1 ? 'the most frequent drop address' : `the ${count} most frequent drop addresses`;
+  if (unresolved.length === 0) {
+    return check('addresses', 'ok', `all of ${of} resolve to a pod or node`, null, details);
+  }
+  return check(
+    'addresses',
+    'warn',
+    `${unresolved.length} of ${of} match no Running pod or node`,
+    'check these addresses: only Running pods get events, so a pod that is gone or not Running, a Service IP or a host outside the cluster gets none (expected for outside hosts)',
+    details,
+  );
+}
+
+/** Every check, in the order they are printed. */
+export function checksOf(source: SourceReport, api: ApiReport, pods: PodsReport | null): Check[] {
+  return [
+    sourceCheck(source),
+    windowCheck(source),
+    prefixCheck(source),
+    parseCheck(source),
+    apiCheck(api),
+    permissionsCheck(api),
+    podsCheck(pods),
+    addressesCheck(pods),
+  ];
+}
+
+export function buildReport(source: SourceReport, api: ApiReport, pods: PodsReport | null): DoctorReport {
+  const checks = checksOf(source, api, pods);
+  const exitCode = checks.some(({ status }) => status === 'fail') ? 1 : 0;
+  return { exitCode, source, api, pods, checks };
+}
+
+export function renderJson(report: DoctorReport): string {
+  return `${JSON.stringify(report, null, 2)}\n`;
+}
+
+const MARKS: Record<Status, string> = { ok: '[ok]  ', warn: '[warn]', fail: '[FAIL]', skip: '[skip]' };
+
+export function renderText(report: DoctorReport): string {
+  const { source } = report;
+  const where =
+    source.kind === 'journal' ? `JOURNAL_DIRECTORY=${source.path}` : `IPTABLES_LOG_PATH=${source.path}`;
+  const lines = [
+    `kube-iptables-tailer doctor: ${where}, IPTABLES_LOG_PREFIX=${source.prefix}, ${windowText(source)}`,
+  ];
+  const idWidth = Math.max(...report.checks.map(({ id }) => id.length));
+  for (const { id, status, summary, advice, details } of report.checks) {
+    lines.push(`${MARKS[status]} ${id.padEnd(idWidth)}  ${summary}`);
+    const indent = ' '.repeat(MARKS.ok.length + idWidth + 3);
+    for (const detail of details) lines.push(`${indent}${detail}`);
+    if (advice !== null) lines.push(`${indent}-> ${advice}`);
+  }
+  const failures = report.checks.filter(({ status }) => status === 'fail').length;
+  const warnings = report.checks.filter(({ status }) => status === 'warn').length;
+  lines.push(
+    failures > 0
+      ? `${plural(failures, 'problem')} keep${failures === 1 ? 's' : ''} events from being posted; ${plural(warnings, 'warning')}`
+      : `nothing keeps events from being posted; ${plural(warnings, 'warning')}`,
+  );
+  return `${lines.join('\n')}\n`;
+}

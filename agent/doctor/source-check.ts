@@ -1,0 +1,187 @@
+/**
+ * doctor's look at the log source: can it be read, and what do its lines of the last
+ * PACKET_DROP_EXPIRATION_MINUTES say once put through the agent's own parser.
+ */
+
+import { open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import { DateParts, TimeResolver } from '../parser/dates.ts';
+import { HostSpan, headerAt } from '../parser/header.ts';
+import { MAX_LINE_LENGTH } from '../parser/lines.ts';
+import { createParser } from '../parser/parse.ts';
+import { normalizePrefix } from '../parser/prefix.ts';
+import { createStampParser } from '../parser/timestamp.ts';
+import { readJournalOnce } from '../sources/journal.ts';
+import { LineSplitter } from '../sources/line-splitter.ts';
+import { CensusTally, printable } from './census.ts';
+import type { LineCensus, SourceReport } from './types.ts';
+
+/** The most of a log file doctor reads, from its end: enough for any window, bounded on a huge file. */
+export const MAX_FILE_BYTES = 64 << 20;
+/** journalctl reads files in the directory and in subdirectories named like a machine ID. */
+const MACHINE_ID_DIRECTORY = /^[0-9a-f]{32}$/;
+const JOURNAL_FILE = /\.journal~?$/;
+
+function errorText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOENT') return 'it does not exist';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ENOTDIR') return 'it is not a directory';
+  if (code === 'EISDIR') return 'it is a directory';
+  return err instanceof Error ? err.message : String(err);
+}
+
+interface Window {
+  since: number;
+  now: number;
+}
+
+interface ReadOutcome {
+  census: LineCensus;
+  error: string | null;
+  journalFiles: number | null;
+  bytesRead: number | null;
+  truncated: boolean;
+}
+
+/** The agent's parser for the configured prefix, with "now" fixed at the doctor's start. */
+function parserFor(config: Config, window: Window) {
+  return createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: () => window.now });
+}
+
+/** Journal files journalctl would read, and whether any of them can be opened. */
+async function journalFiles(directory: string): Promise<{ found: number; readable: number }> {
+  const files: string[] = [];
+  for (const entry of await readdir(directory, { withFileTypes: true })) {
+    if (entry.isFile() && JOURNAL_FILE.test(entry.name)) files.push(join(directory, entry.name));
+    if (entry.isDirectory() && MACHINE_ID_DIRECTORY.test(entry.name)) {
+      const sub = join(directory, entry.name);
+      const names = await readdir(sub).catch(() => []);
+      files.push(...names.filter((name) => JOURNAL_FILE.test(name)).map((name) => join(sub, name)));
+    }
+  }
+  let readable = 0;
+  for (const file of files) {
+    const handle = await open(file, 'r').catch(() => null);
+    if (handle === null) continue;
+    readable++;
+    await handle.close();
+  }
+  return { found: files.length, readable };
+}
+
+async function readJournal(directory: string, config: Config, window: Window): Promise<ReadOutcome> {
+  const tally = new CensusTally();
+  const outcome = (error: string | null, files: number | null): ReadOutcome => ({
+    census: tally.census(),
+    error: error === null ? null : printable(error),
+    journalFiles: files,
+    bytesRead: null,
+    truncated: false,
+  });
+  let files: { found: number; readable: number };
+  try {
+    files = await journalFiles(directory);
+  } catch (err) {
+    return outcome(`cannot read the journal directory ${directory}: ${errorText(err)}`, null);
+  }
+  if (files.found === 0) return outcome(`no journal files in ${directory}`, 0);
+  if (files.readable === 0) {
+    return outcome(`none of the ${files.found} journal files in ${directory} can be opened`, files.found);
+  }
+  const parse = parserFor(config, window);
+  try {
+    for await (const batch of readJournalOnce(directory, undefined, window.since)) {
+      for (const record of batch) {
+        // journalctl's --since has whole seconds.
+        if (record.time !== null && record.time < window.since) continue;
+        tally.add(parse(record), record.text, 0, record.text.length);
+      }
+    }
+  } catch (err) {
+    return outcome(`journalctl cannot read ${directory}: ${errorText(err)}`, files.found);
+  }
+  return outcome(null, files.found);
+}
+
+/** Reads the lines of the file's last MAX_FILE_BYTES; throws what opening or reading throws. */
+async function forEachFileLine(
+  path: string,
+  onLine: (line: string) => void,
+): Promise<{ bytesRead: number; truncated: boolean }> {
+  const handle = await open(path, 'r');
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw Object.assign(new Error('it is not a regular file'), { code: 'ENOTFILE' });
+    const start = Math.max(0, info.size - MAX_FILE_BYTES);
+    // Reading from the middle of the file starts in the middle of a line: that partial line is dropped.
+    const splitter = new LineSplitter({ maxLineBytes: MAX_LINE_LENGTH, offset: start, midLine: start > 0 });
+    let bytesRead = 0;
+    if (info.size > start) {
+      for await (const chunk of handle.createReadStream({ start, end: info.size - 1, autoClose: false })) {
+        bytesRead += (chunk as Buffer).length;
+        for (const line of splitter.push(chunk as Buffer)) onLine(line);
+      }
+    }
+    const last = splitter.finish();
+    if (last !== null) onLine(last);
+    return { bytesRead, truncated: start > 0 };
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readFile(path: string, config: Config, window: Window): Promise<ReadOutcome> {
+  const tally = new CensusTally();
+  const parse = parserFor(config, window);
+  // Each line's own stamp, read the way the agent's parser reads it, places the line in or out of the window.
+  const stamp = createStampParser(config.timeLayout);
+  const parts = new DateParts();
+  const host = new HostSpan();
+  const resolver = new TimeResolver(() => window.now);
+  const onLine = (line: string): void => {
+    const from = headerAt(line, 0, line.length, stamp, parts, host);
+    const time = from < 0 ? Number.NaN : resolver.resolve(parts);
+    if (time < window.since) return;
+    tally.add(parse({ text: line, time: null, host: null }), line, Math.max(from, 0), line.length);
+  };
+  try {
+    const { bytesRead, truncated } = await forEachFileLine(path, onLine);
+    return { census: tally.census(), error: null, journalFiles: null, bytesRead, truncated };
+  } catch (err) {
+    return {
+      census: tally.census(),
+      error: printable(`cannot read ${path}: ${errorText(err)}`),
+      journalFiles: null,
+      bytesRead: null,
+      truncated: false,
+    };
+  }
+}
+
+/** Reads the window of the configured source; never throws for a source that cannot be read. */
+export async function checkSource(
+  config: Config,
+  source: { kind: 'journal' | 'file'; path: string },
+  now: number,
+): Promise<SourceReport> {
+  const window: Window = { since: now - config.expirationMs, now };
+  const read =
+    source.kind === 'journal'
+      ? await readJournal(source.path, config, window)
+      : await readFile(source.path, config, window);
+  return {
+    kind: source.kind,
+    path: source.path,
+    prefix: normalizePrefix(config.logPrefix),
+    windowMinutes: config.expirationMs / 60_000,
+    since: new Date(window.since).toISOString(),
+    readable: read.error === null,
+    error: read.error,
+    journalFiles: read.journalFiles,
+    bytesRead: read.bytesRead,
+    truncated: read.truncated,
+    ...read.census,
+  };
+}

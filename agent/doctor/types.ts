@@ -1,0 +1,125 @@
+/**
+ * The shape of a `doctor` report: what `--json` prints, and what the checks and the text rendering read.
+ * Every string in it that came from a log line or an API error has been through printable() (census.ts),
+ * so printing it cannot forge terminal output.
+ */
+
+import type { InvalidReason } from '../parser/parse.ts';
+
+/** A LOG-style prefix seen in the log and how many lines carried it; '' stands for LOG lines with none. */
+export interface PrefixCount {
+  prefix: string;
+  count: number;
+}
+
+/** Prefixed lines the agent's parser refused for one reason, with the parser's (escaped) detail of the first. */
+export interface InvalidGroup {
+  reason: InvalidReason;
+  count: number;
+  example: string;
+}
+
+/** An address among the src/dst of the drops, and in how many drops it appears. */
+export interface AddressCount {
+  ip: string;
+  count: number;
+}
+
+/** What the lines of the window say, whatever the source. */
+export interface LineCensus {
+  /** Kernel entries (journal) or lines (file) in the window. */
+  entries: number;
+  /** Lines that carry the configured prefix: parsed into drops or refused. */
+  prefixed: number;
+  drops: number;
+  /** LOG-style prefixes of the other lines, most frequent first. */
+  otherPrefixes: PrefixCount[];
+  invalid: InvalidGroup[];
+  /** The most frequent drop addresses, most frequent first. */
+  addresses: AddressCount[];
+}
+
+export interface SourceReport extends LineCensus {
+  kind: 'journal' | 'file';
+  path: string;
+  /** IPTABLES_LOG_PREFIX as the agent matches it. */
+  prefix: string;
+  windowMinutes: number;
+  /** Start of the window, ISO 8601. */
+  since: string;
+  readable: boolean;
+  error: string | null;
+  /** Journal mode: journal files found in the directory (and its machine-ID subdirectories). */
+  journalFiles: number | null;
+  /** File mode: bytes read from the end of the file. */
+  bytesRead: number | null;
+  /** File mode: the file was larger than what doctor reads, so older lines were not looked at. */
+  truncated: boolean;
+}
+
+export type ApiFailure = 'not_configured' | 'unreachable' | 'unauthorized';
+
+export interface Permission {
+  resource: string;
+  verb: string;
+  /** null when the access review itself failed. */
+  allowed: boolean | null;
+  error: string | null;
+}
+
+export interface ApiReport {
+  /** The API server URL the agent would use; null when there is none. */
+  server: string | null;
+  credentials: 'kubeconfig' | 'in-cluster';
+  reachable: boolean;
+  failure: ApiFailure | null;
+  error: string | null;
+  /** The server's gitVersion, when it told. */
+  version: string | null;
+  /** Empty when the API could not be reached. */
+  permissions: Permission[];
+}
+
+/** A drop address and what the agent's index makes of it. */
+export interface ResolvedAddress extends AddressCount {
+  /** namespace/name of the Running pod using it. */
+  pod: string | null;
+  hostNetwork: boolean;
+  /** The node owning it, when no pod does. */
+  node: string | null;
+}
+
+export interface PodsReport {
+  /** Running pods the agent would index; null when they could not be listed. */
+  running: number | null;
+  error: string | null;
+  /** HTTP status of the failed pod list, when it got one. */
+  errorStatus: number | null;
+  nodes: number | null;
+  nodesError: string | null;
+  addresses: ResolvedAddress[];
+}
+
+export type Status = 'ok' | 'warn' | 'fail' | 'skip';
+
+export type CheckId = 'source' | 'window' | 'prefix' | 'parse' | 'api' | 'permissions' | 'pods' | 'addresses';
+
+export interface Check {
+  id: CheckId;
+  status: Status;
+  summary: string;
+  /** What to do, one sentence; set for every warn and fail. */
+  advice: string | null;
+  /** Supporting lines (failure examples, addresses), for the text output. */
+  details: string[];
+}
+
+export interface DoctorReport {
+  /** 1 when something blocks events, else 0 (warnings allowed). */
+  exitCode: 0 | 1;
+  source: SourceReport;
+  api: ApiReport;
+  /** null when the API could not be used. */
+  pods: PodsReport | null;
+  checks: Check[];
+}
