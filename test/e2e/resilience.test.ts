@@ -2,9 +2,11 @@
 // without `patch` on events, and the agent itself restarted mid-stream. Real API server (a private one
 // where the test stops it), real journal, the agent as its own process.
 
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   type Cluster,
@@ -111,6 +113,18 @@ async function journalDir(): Promise<{ dir: string; file: string }> {
   return { dir, file };
 }
 
+/** Kernel entries of the journal after the cursor, counted by journalctl itself. */
+async function kernelEntriesAfter(dir: string, cursor: string): Promise<number> {
+  const { stdout } = await promisify(execFile)('journalctl', [
+    `--directory=${dir}`,
+    `--after-cursor=${cursor}`,
+    '--output=cat',
+    '--no-pager',
+    '_TRANSPORT=kernel',
+  ]);
+  return stdout.split('\n').filter((line) => line !== '').length;
+}
+
 const agents: AgentProcess[] = [];
 afterEach(async (context) => {
   for (const agent of agents.splice(0)) {
@@ -156,9 +170,14 @@ describe('agent restarts', () => {
       );
       const code = await first.stop(signal);
       expect(code).toBe(signal === 'SIGTERM' ? 0 : null);
+      const { cursor } = JSON.parse(
+        await readFile(join(env.CHECKPOINT_DIRECTORY, 'journal.cursor.json'), 'utf8'),
+      ) as { cursor: string };
+      // What the agent had handled but not yet checkpointed when it died: read again after the restart.
+      const reread = await kernelEntriesAfter(dir, cursor);
       await appendJournal(file, drops(pair, 5, 5));
 
-      await agentWith(env);
+      const second = await agentWith(env);
       await appendJournal(file, drops(pair, 10, 2));
       await waitFor(
         async () => {
@@ -171,6 +190,11 @@ describe('agent restarts', () => {
       // Settled: nothing re-read is counted a second time later.
       await new Promise((resolve) => setTimeout(resolve, 1500));
       expect(await eventCounts(c, namespace)).toEqual({ client: 12, server: 12 });
+      // Exactly the entries after the checkpoint were read again, not the journal from its start.
+      const read = metricValue(await second.metrics(), 'kube_iptables_tailer_lines_read_total');
+      console.log(`${signal}: ${reread} of 6 entries read again after the restart (after the checkpoint)`);
+      expect(read).toBe(reread + 7);
+      if (signal === 'SIGTERM') expect(reread).toBe(0);
     });
   }
 });
