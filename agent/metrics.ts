@@ -40,6 +40,10 @@ export class Metrics {
     'drops_unmatched_total',
     'Drops where neither address is a Running pod',
   );
+  readonly dropsHeld = this.counter(
+    'drops_held_total',
+    'Drops with an unknown address that waited for the pod index to catch up (its watch reconnecting)',
+  );
   readonly eventsCreated = this.counter('events_created_total', 'Events created in the API');
   readonly eventsPatched = this.counter(
     'events_patched_total',

@@ -2,6 +2,7 @@ import type { Config } from './config.ts';
 import { dropMessage } from './events/message.ts';
 import { isExpired } from './filters/expiry.ts';
 import { RepeatFilter } from './filters/repeats.ts';
+import { HeldDrops, type IndexFreshness } from './locator/held-drops.ts';
 import { peerName, type ReverseResolver } from './locator/naming.ts';
 import type { PodLocator } from './locator/pod-directory.ts';
 import type { Metrics } from './metrics.ts';
@@ -12,7 +13,7 @@ export interface EventSink {
   submit(intent: EventIntent): void;
 }
 
-export type DropOutcome = 'expired' | 'suppressed' | 'unmatched' | 'posted';
+export type DropOutcome = 'expired' | 'suppressed' | 'held' | 'unmatched' | 'posted';
 
 export interface PipelineParts {
   config: Config;
@@ -21,6 +22,8 @@ export interface PipelineParts {
   metrics: Metrics;
   /** Reverse DNS for peers that are neither pods nor nodes; absent in replay. */
   dns?: ReverseResolver;
+  /** The live pod watch; absent in replay, whose pods file is complete from the start. */
+  freshness?: IndexFreshness;
 }
 
 /** The pod that gets an Event for its side of the drop: Running (the locator only knows those) and on the pod network. */
@@ -38,6 +41,10 @@ export function eventHost(drop: PacketDrop, nodeName: string): string {
   return nodeName !== '' ? nodeName : drop.host;
 }
 
+function known(locator: PodLocator, ip: string): boolean {
+  return locator.podByIp(ip) !== undefined || locator.nodeByIp(ip) !== undefined;
+}
+
 function toIntent(
   drop: PacketDrop,
   pod: PodRef,
@@ -50,12 +57,15 @@ function toIntent(
 
 /**
  * One drop in, zero to two EventIntents out: expiry, repeat suppression, then a "send" event on the
- * source pod and a "receive" event on the destination pod. The same class serves replay and the live
- * agent; only the locator, sink and resolver differ. `now` is the caller's clock (the log's in replay).
+ * source pod and a "receive" event on the destination pod. While the live pod index is behind, a drop
+ * with an unknown address is held and located later (see HeldDrops). The same class serves replay and
+ * the live agent; only the locator, sink, resolver and freshness differ. `now` is the caller's clock (the
+ * log's in replay).
  */
 export class Pipeline {
   private readonly parts: PipelineParts;
   private readonly repeats: RepeatFilter;
+  private readonly held = new HeldDrops();
 
   constructor(parts: PipelineParts) {
     this.parts = parts;
@@ -63,6 +73,30 @@ export class Pipeline {
   }
 
   handle(drop: PacketDrop, now: number): DropOutcome {
+    // Drops held earlier go first, so that a repeat suppresses the later drop and not the earlier one.
+    this.release(now);
+    const outcome = this.process(drop, now, !this.indexCurrent());
+    if (outcome !== 'held') return outcome;
+    this.parts.metrics.dropsHeld.inc();
+    const evicted = this.held.hold(drop);
+    if (evicted !== undefined) this.process(evicted, now, false);
+    return outcome;
+  }
+
+  /**
+   * Locates the held drops again once the pod index is current (or at once when `force`, at shutdown),
+   * oldest first, with the usual expiry and repeat checks. The caller polls it; it is cheap when idle.
+   */
+  release(now: number, force = false): void {
+    if (this.held.size === 0 || !(force || this.indexCurrent())) return;
+    for (const drop of this.held.takeAll()) this.process(drop, now, false);
+  }
+
+  private indexCurrent(): boolean {
+    return this.parts.freshness?.current() ?? true;
+  }
+
+  private process(drop: PacketDrop, now: number, indexBehind: boolean): DropOutcome {
     const { config, locator, metrics, sink, dns } = this.parts;
     if (isExpired(drop, now, config.expirationMs)) {
       metrics.dropsExpired.inc();
@@ -72,6 +106,8 @@ export class Pipeline {
       metrics.dropsSuppressed.inc();
       return 'suppressed';
     }
+    // An unknown address may be a pod the index has not heard of yet; it cannot be told from an outside one.
+    if (indexBehind && !(known(locator, drop.src) && known(locator, drop.dst))) return 'held';
     const srcPod = eventPod(locator, drop.src);
     const dstPod = eventPod(locator, drop.dst);
     // Checked before naming, so traffic between unknown peers never costs a reverse DNS lookup.

@@ -17,6 +17,8 @@ import { JournalSource } from '../sources/journal.ts';
 import type { LogRecord, LogSource } from '../sources/source.ts';
 import { UsageError } from './args.ts';
 
+const HELD_DROPS_POLL_MS = 200;
+
 function createSource(config: Config, log: Logger, metrics: Metrics): LogSource {
   const source = requireOneSource(config);
   const common = { checkpointDirectory: config.checkpointDirectory, log, metrics };
@@ -40,8 +42,14 @@ export async function main(argv: string[]): Promise<number> {
     logger: log,
     onCount: (counter: string) => metrics.apiWatch.inc({ resource, counter }),
   });
+  const podWatch = createPodWatch({
+    kubeConfig,
+    sink: directory,
+    labelKey: config.podIdentifierLabel,
+    ...counted('pods'),
+  });
   const watches: ListWatch<unknown>[] = [
-    createPodWatch({ kubeConfig, sink: directory, labelKey: config.podIdentifierLabel, ...counted('pods') }),
+    podWatch,
     createNodeWatch({ kubeConfig, sink: directory, ...counted('nodes') }),
   ];
   const writer = new EventWriter({ kubeConfig, config, metrics, log });
@@ -50,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     locator: directory,
     sink: writer,
     metrics,
+    freshness: podWatch,
     ...(config.reverseDns ? { dns: new ReverseDns() } : {}),
   });
   const parse = createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now });
@@ -66,6 +75,8 @@ export async function main(argv: string[]): Promise<number> {
 
   for (const watch of watches) watch.start();
   const gauges = setInterval(() => metrics.podsIndexed.set(directory.size), 1000);
+  // Held drops leave soon after the pod watch has caught up, even when no new line arrives to carry them.
+  const releases = setInterval(() => pipeline.release(Date.now()), HELD_DROPS_POLL_MS);
   const stopping = new AbortController();
   const shutdown = (signal: string) => {
     if (stopping.signal.aborted) return;
@@ -105,6 +116,8 @@ export async function main(argv: string[]): Promise<number> {
     stopping.signal.addEventListener('abort', () => void source.stop(), { once: true });
     await run;
   }
+  clearInterval(releases);
+  pipeline.release(Date.now(), true);
   await writer.flush(config.shutdownGraceMs);
   clearInterval(gauges);
   await Promise.all(watches.map((watch) => watch.stop()));

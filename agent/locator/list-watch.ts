@@ -84,6 +84,11 @@ const RETRY_AFTER_CAP_MS = 5 * 60_000;
  * Capped at half the requested timeout: the server starts that clock before the client sees the response.
  */
 const HEALTHY_WATCH_MS = 1000;
+/**
+ * How long a watch must have been open before the index counts as current: the server sends what changed
+ * since the resumed resourceVersion right after the response starts, so a second covers that backlog.
+ */
+export const CATCH_UP_MS = 1000;
 /** The server ends a watch at timeoutSeconds; one still open this much later is on a dead connection. */
 const WATCH_GRACE_SECONDS = 30;
 
@@ -178,6 +183,8 @@ export class ListWatch<T> {
   private readonly counters: ListWatchStats = { lists: 0, relists: 0, watches: 0, reconnects: 0, events: 0 };
   private readonly syncWaiters = new Set<() => void>();
   private resourceVersion = '';
+  /** performance.now() when the open watch connected; undefined while none is open. */
+  private watchOpenSince: number | undefined;
   private failures = 0;
   private failing = false;
   private loop: Promise<void> | undefined;
@@ -197,6 +204,15 @@ export class ListWatch<T> {
   /** True once the first full list has reached the sink. */
   synced(): boolean {
     return this.counters.lists > 0;
+  }
+
+  /**
+   * True while a watch has been open long enough to have delivered what changed before it opened: the sink
+   * then reflects the API server up to a moment ago. False before the first sync, while reconnecting or
+   * relisting, and in the first CATCH_UP_MS of every watch.
+   */
+  current(now = performance.now()): boolean {
+    return this.watchOpenSince !== undefined && now - this.watchOpenSince >= CATCH_UP_MS;
   }
 
   /** Resolves after the first full list; rejects when `signal` aborts or the loop is stopped first. */
@@ -369,6 +385,7 @@ export class ListWatch<T> {
       const finish = (outcome: Outcome): void => {
         if (settled) return;
         settled = true;
+        this.watchOpenSince = undefined;
         clearTimeout(watchdog);
         this.abort.signal.removeEventListener('abort', stopped);
         controller?.abort();
@@ -405,6 +422,7 @@ export class ListWatch<T> {
           return;
         }
         connectedAt = performance.now();
+        this.watchOpenSince = connectedAt;
         this.markHealthy();
       };
       this.watcher

@@ -20,6 +20,7 @@ import {
   deleteNode,
   kubectl,
   setPodRunning,
+  shippedAgentToken,
   tokenKubeconfig,
   uniqueName,
 } from '../support/cluster.ts';
@@ -111,8 +112,7 @@ let nodeName: string;
 
 beforeAll(async () => {
   c = connect(inject('kubeconfig'));
-  await kubectl(c, ['apply', '-f', 'manifests/base/rbac.yaml']);
-  agentKubeconfig = await tokenKubeconfig(c, await createToken(c, 'kube-system', 'kube-iptables-tailer'));
+  agentKubeconfig = await tokenKubeconfig(c, await shippedAgentToken(c));
   namespace = await createNamespace(c);
   await createPod(c, { namespace, name: 'client', nodeName: 'node-a' });
   await setPodRunning(c, namespace, 'client', { podIPs: [CLIENT_IP], hostIP: '10.128.0.2' });

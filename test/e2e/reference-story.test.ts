@@ -11,10 +11,10 @@ import {
   connect,
   createNamespace,
   createPod,
-  createToken,
   deletePod,
   kubectl,
   setPodRunning,
+  shippedAgentToken,
   tokenKubeconfig,
 } from '../support/cluster.ts';
 import { appendJournal, type JournalEntry } from '../support/journal.ts';
@@ -55,9 +55,7 @@ describe('reference story: netperf blocked by a Calico policy', () => {
 
   beforeAll(async () => {
     cluster = connect(inject('kubeconfig'));
-    await kubectl(cluster, ['apply', '-f', 'manifests/base/rbac.yaml']);
-    const token = await createToken(cluster, 'kube-system', 'kube-iptables-tailer');
-    agentKubeconfig = await tokenKubeconfig(cluster, token);
+    agentKubeconfig = await tokenKubeconfig(cluster, await shippedAgentToken(cluster));
   });
 
   afterEach(async () => {

@@ -7,76 +7,22 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   type Cluster,
   connect,
   createNamespace,
-  createPod,
   createServiceAccount,
   createToken,
   kubectl,
   type PrivateControlPlane,
   privateControlPlane,
-  setPodRunning,
   tokenKubeconfig,
   uniqueName,
 } from '../support/cluster.ts';
-import { appendJournal, type JournalEntry } from '../support/journal.ts';
-import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
-
-/**
- * Every test gets pod IPs of its own: test files share one API server, and a pod of another test holding
- * the same IP would (rightly) receive the events.
- */
-let subnet = 0;
-interface Pair {
-  namespace: string;
-  client: string;
-  server: string;
-}
-
-function drop(pair: Pair, sport: number): JournalEntry {
-  return {
-    hostname: 'node-a',
-    message: `calico-packet: IN=cali1 OUT=eth0 SRC=${pair.client} DST=${pair.server} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=${sport} DPT=12865 WINDOW=42600 RES=0x00 SYN URGP=0`,
-  };
-}
-
-function drops(pair: Pair, from: number, count: number): JournalEntry[] {
-  return Array.from({ length: count }, (_, i) => drop(pair, 40000 + from + i));
-}
-
-interface EventJson {
-  metadata: { name: string };
-  involvedObject: { name: string };
-  count: number;
-}
-
-async function eventCounts(c: Cluster, namespace: string): Promise<Record<string, number>> {
-  const list = JSON.parse(await kubectl(c, ['get', 'events', '-n', namespace, '-o', 'json'])) as {
-    items: EventJson[];
-  };
-  const counts: Record<string, number> = {};
-  for (const event of list.items) {
-    counts[event.involvedObject.name] = (counts[event.involvedObject.name] ?? 0) + event.count;
-  }
-  return counts;
-}
-
-async function pods(c: Cluster): Promise<Pair> {
-  const namespace = await createNamespace(c);
-  subnet++;
-  const pair = { namespace, client: `10.99.${subnet}.6`, server: `10.99.${subnet}.16` };
-  for (const [name, ip] of [
-    ['client', pair.client],
-    ['server', pair.server],
-  ] as const) {
-    await createPod(c, { namespace, name, nodeName: 'node-a' });
-    await setPodRunning(c, namespace, name, { podIPs: [ip], hostIP: '10.128.0.2' });
-  }
-  return pair;
-}
+import { appendJournal } from '../support/journal.ts';
+import { metricValue, waitFor } from './agent-process.ts';
+import { agentLauncher, drops, eventCounts, journalAgentEnv, journalDir, podPairs } from './scenario.ts';
 
 /** Admin-applied RBAC from a YAML text; returns a kubeconfig holding only the ServiceAccount's token. */
 async function agentIdentity(c: Cluster, rules: string): Promise<string> {
@@ -106,13 +52,6 @@ subjects: [{kind: ServiceAccount, name: ${name}, namespace: ${namespace}}]
 const READ_PODS_AND_NODES = `  - {apiGroups: [""], resources: [pods], verbs: [get, list, watch]}
   - {apiGroups: [""], resources: [nodes], verbs: [list, watch]}`;
 
-async function journalDir(): Promise<{ dir: string; file: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'journal-'));
-  const file = join(dir, 'system.journal');
-  await appendJournal(file, [{ message: 'Linux version 6.1.0 (boot)' }]);
-  return { dir, file };
-}
-
 /** Kernel entries of the journal after the cursor, counted by journalctl itself. */
 async function kernelEntriesAfter(dir: string, cursor: string): Promise<number> {
   const { stdout } = await promisify(execFile)('journalctl', [
@@ -125,20 +64,8 @@ async function kernelEntriesAfter(dir: string, cursor: string): Promise<number> 
   return stdout.split('\n').filter((line) => line !== '').length;
 }
 
-const agents: AgentProcess[] = [];
-afterEach(async (context) => {
-  for (const agent of agents.splice(0)) {
-    // A failure is only diagnosable with what the agent said.
-    if (context.task.result?.state === 'fail') console.log(agent.logs().slice(-40));
-    await agent.stop('SIGKILL');
-  }
-});
-
-async function agentWith(env: Record<string, string>): Promise<AgentProcess> {
-  const agent = await startAgent({ REPEATED_EVENTS_INTERVAL_MINUTES: '0', NODE_NAME: 'node-a', ...env });
-  agents.push(agent);
-  return agent;
-}
+const agentWith = agentLauncher();
+const podPair = podPairs('10.99');
 
 describe('agent restarts', () => {
   let c: Cluster;
@@ -153,14 +80,10 @@ describe('agent restarts', () => {
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     it(`resumes from its checkpoint after ${signal}: no drop lost, no count inflated`, async () => {
-      const pair = await pods(c);
+      const pair = await podPair(c);
       const { namespace } = pair;
       const { dir, file } = await journalDir();
-      const env = {
-        KUBECONFIG: kubeconfig,
-        JOURNAL_DIRECTORY: dir,
-        CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
-      };
+      const env = await journalAgentEnv(kubeconfig, dir);
       const first = await agentWith(env);
       await appendJournal(file, drops(pair, 0, 5));
       await waitFor(
@@ -206,14 +129,10 @@ describe('RBAC without patch on events', () => {
       c,
       `${READ_PODS_AND_NODES}\n  - {apiGroups: [""], resources: [events], verbs: [create]}`,
     );
-    const pair = await pods(c);
+    const pair = await podPair(c);
     const { namespace } = pair;
     const { dir, file } = await journalDir();
-    const agent = await agentWith({
-      KUBECONFIG: kubeconfig,
-      JOURNAL_DIRECTORY: dir,
-      CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
-    });
+    const agent = await agentWith(await journalAgentEnv(kubeconfig, dir));
     await appendJournal(file, drops(pair, 0, 1));
     await waitFor(async () => Object.keys(await eventCounts(c, namespace)).length === 2, 15_000, 'creates');
     await appendJournal(file, drops(pair, 1, 3));
@@ -249,14 +168,10 @@ describe('API server away for 30 s', () => {
 
   it('turns every drop of the outage into its event once the server is back, nothing twice', async () => {
     const c = plane.cluster;
-    const pair = await pods(c);
+    const pair = await podPair(c);
     const { namespace } = pair;
     const { dir, file } = await journalDir();
-    const running = await agentWith({
-      KUBECONFIG: c.kubeconfig,
-      JOURNAL_DIRECTORY: dir,
-      CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'checkpoint-')),
-    });
+    const running = await agentWith(await journalAgentEnv(c.kubeconfig, dir));
     await appendJournal(file, drops(pair, 0, 2));
     await waitFor(async () => (await eventCounts(c, namespace)).client === 2, 15_000, 'two drops before');
 

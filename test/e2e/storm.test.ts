@@ -17,10 +17,9 @@ import {
   connect,
   createNamespace,
   createPod,
-  createToken,
   deletePod,
-  kubectl,
   setPodRunning,
+  shippedAgentToken,
   tokenKubeconfig,
 } from '../support/cluster.ts';
 import { appendJournal, type JournalEntry } from '../support/journal.ts';
@@ -197,11 +196,7 @@ afterAll(async () => {
 it('a 100,000-line drop storm: writes within the rate, memory within the limit, every line accounted', async () => {
   const c = connect(inject('kubeconfig'));
   cluster = c;
-  await kubectl(c, ['apply', '-f', 'manifests/base/rbac.yaml']);
-  const agentKubeconfig = await tokenKubeconfig(
-    c,
-    await createToken(c, 'kube-system', 'kube-iptables-tailer'),
-  );
+  const agentKubeconfig = await tokenKubeconfig(c, await shippedAgentToken(c));
 
   namespace = await createNamespace(c);
   const setupStart = performance.now();

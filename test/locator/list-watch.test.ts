@@ -208,6 +208,7 @@ describe('ListWatch against a real API server', () => {
     started(watch);
     await vi.waitFor(() => expect(watch.stats().reconnects).toBeGreaterThanOrEqual(5), { timeout: 10_000 });
     expect(watch.synced()).toBe(false);
+    expect(watch.current()).toBe(false);
     await expect(watch.waitForSync(AbortSignal.timeout(100))).rejects.toThrow(/not synced/);
 
     const warnings = records.filter((r) => r.level === WARN);
@@ -321,15 +322,18 @@ describe('ListWatch through API server restarts and outages', () => {
     watch.start();
     await watch.waitForSync();
     expect([...names].sort()).toEqual(['kept', 'removed']);
+    await vi.waitFor(() => expect(watch.current()).toBe(true), { timeout: 5000 });
 
     await plane.testenv('stop-apiserver');
     await vi.waitFor(() => expect(watch.stats().reconnects).toBeGreaterThanOrEqual(3), { timeout: 30_000 });
+    expect(watch.current()).toBe(false);
     await plane.testenv('start-apiserver');
     // The loop is still backing off (1-3 s) while these land.
     await createPods(c, namespace, ['added']);
     await deletePod(c, namespace, 'removed');
 
     await vi.waitFor(() => expect([...names].sort()).toEqual(['added', 'kept']), { timeout: 30_000 });
+    await vi.waitFor(() => expect(watch.current()).toBe(true), { timeout: 5000 });
     expect(records.filter((r) => r.level === WARN)).toHaveLength(1);
     expect(records).toContainEqual(
       expect.objectContaining({ level: INFO, msg: 'pods API server reachable again' }),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EventBook } from '../../agent/events/event-book.ts';
+import { HeldDrops, type IndexFreshness } from '../../agent/locator/held-drops.ts';
 import { PodDirectory } from '../../agent/locator/pod-directory.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { type EventSink, Pipeline } from '../../agent/pipeline.ts';
@@ -25,14 +26,20 @@ class Recorder implements EventSink {
   }
 }
 
-function setup(env: Record<string, string> = {}) {
+function setup(env: Record<string, string> = {}, freshness?: IndexFreshness) {
   const locator = new PodDirectory();
   locator.upsert(running(client, ['10.128.0.2']));
   locator.upsert(running(server, ['10.128.0.3']));
   locator.upsert(running(calicoNode));
   const sink = new Recorder();
   const metrics = new Metrics();
-  const pipeline = new Pipeline({ config: config(env), locator, sink, metrics });
+  const pipeline = new Pipeline({
+    config: config(env),
+    locator,
+    sink,
+    metrics,
+    ...(freshness ? { freshness } : {}),
+  });
   const summary = () => sink.intents.map((i) => `${i.pod.name} ${i.direction}: ${i.message}`);
   return { locator, sink, metrics, pipeline, summary };
 }
@@ -154,5 +161,81 @@ describe('Pipeline', () => {
       'netperf-server-42010a80017f 1 Packet dropped when receiving traffic from default (10.4.1.6) on port 41725/TCP',
       'netperf-server-42010a80017f 3 Packet dropped when receiving traffic from default (10.4.1.6) on port 12865/TCP',
     ]);
+  });
+});
+
+/**
+ * The live pod watch answers `current()` (ListWatch, proven against a real API server in
+ * test/locator/list-watch.test.ts and end to end in test/e2e/faults.test.ts); here a flag stands in for it.
+ */
+describe('Pipeline while the pod index is behind', () => {
+  const late = { ...server, uid: 'uid-late', name: 'late-server', ips: ['10.4.2.2'] };
+  const toLate = (overrides = {}) => drop({ dst: '10.4.2.2', ...overrides });
+
+  function behind(env: Record<string, string> = {}) {
+    const index = { isCurrent: false, current: () => index.isCurrent };
+    return { index, ...setup(env, index) };
+  }
+
+  it('holds a drop with an unknown address, then locates it once the index is current', async () => {
+    const { index, locator, pipeline, metrics, summary } = behind();
+    expect(pipeline.handle(toLate(), T0)).toBe('held');
+    locator.upsert(running(late));
+    pipeline.release(T0 + 500);
+    expect(summary()).toEqual([]);
+    index.isCurrent = true;
+    pipeline.release(T0 + 1000);
+    expect(summary()).toEqual([
+      'netperf-client-42010a80017f send: Packet dropped when sending traffic to default (10.4.2.2) on port 12865/TCP',
+      'late-server receive: Packet dropped when receiving traffic from default (10.4.1.6) on port 12865/TCP',
+    ]);
+    expect(await value(metrics.dropsHeld)).toBe(1);
+    expect(await value(metrics.dropsUnmatched)).toBe(0);
+  });
+
+  it('does not hold a drop between known addresses', async () => {
+    const { pipeline, metrics } = behind();
+    expect(pipeline.handle(drop(), T0)).toBe('posted');
+    expect(pipeline.handle(drop({ dst: '10.128.0.3' }), T0)).toBe('posted');
+    expect(await value(metrics.dropsHeld)).toBe(0);
+  });
+
+  it('releases held drops before a newer one, so the newer is the repeat', async () => {
+    const { index, locator, pipeline, sink, metrics } = behind();
+    pipeline.handle(toLate(), T0);
+    locator.upsert(running(late));
+    index.isCurrent = true;
+    expect(pipeline.handle(toLate({ time: T0 + 1000 }), T0 + 1000)).toBe('suppressed');
+    expect(sink.intents.map((i) => i.time)).toEqual([T0, T0]);
+    expect(await value(metrics.dropsSuppressed)).toBe(1);
+  });
+
+  it('counts a held drop that expired meanwhile as expired, and one still unknown as unmatched', async () => {
+    const { index, pipeline, metrics } = behind({ PACKET_DROP_EXPIRATION_MINUTES: '1' });
+    pipeline.handle(toLate({ src: '10.4.2.1' }), T0);
+    pipeline.handle(toLate({ src: '10.4.2.1', time: T0 + MINUTE }), T0 + MINUTE);
+    index.isCurrent = true;
+    pipeline.release(T0 + MINUTE + 1);
+    expect(await value(metrics.dropsExpired)).toBe(1);
+    expect(await value(metrics.dropsUnmatched)).toBe(1);
+  });
+
+  it('locates what it holds with what it knows when forced, at shutdown', async () => {
+    const { pipeline, sink } = behind();
+    pipeline.handle(toLate(), T0);
+    pipeline.release(T0, true);
+    expect(sink.intents.map((i) => i.pod.name)).toEqual(['netperf-client-42010a80017f']);
+  });
+});
+
+describe('HeldDrops', () => {
+  it('keeps the newest drops up to its capacity and hands back the oldest', () => {
+    const held = new HeldDrops(2);
+    const [a, b, c] = [1, 2, 3].map((port) => drop({ srcPort: port }));
+    expect(held.hold(a!)).toBeUndefined();
+    expect(held.hold(b!)).toBeUndefined();
+    expect(held.hold(c!)).toBe(a);
+    expect(held.takeAll()).toEqual([b, c]);
+    expect(held.size).toBe(0);
   });
 });

@@ -43,6 +43,15 @@ export async function createToken(c: Cluster, namespace: string, serviceAccount:
   return (await kubectl(c, ['create', 'token', serviceAccount, '-n', namespace])).trim();
 }
 
+/**
+ * Applies the shipped RBAC (manifests/base/rbac.yaml) and mints a token for its ServiceAccount, so an
+ * agent under test has exactly the rights a user grants it, no broader.
+ */
+export async function shippedAgentToken(c: Cluster): Promise<string> {
+  await kubectl(c, ['apply', '-f', 'manifests/base/rbac.yaml']);
+  return createToken(c, 'kube-system', 'kube-iptables-tailer');
+}
+
 /** Writes a kubeconfig for the same server that authenticates with only this bearer token; returns its path. */
 export async function tokenKubeconfig(c: Cluster, token: string): Promise<string> {
   const cluster = c.kc.getCurrentCluster();
