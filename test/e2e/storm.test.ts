@@ -9,7 +9,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadAllYaml, type V1DaemonSet, Watch } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
 import { afterAll, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../agent/config.ts';
 import {
@@ -22,6 +22,7 @@ import {
   shippedAgentToken,
   tokenKubeconfig,
 } from '../support/cluster.ts';
+import { daemonSetMemory } from '../support/daemonset.ts';
 import { appendJournal, type JournalEntry } from '../support/journal.ts';
 import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
 
@@ -76,30 +77,6 @@ function metricSum(text: string, name: string): number {
 /** The labelled samples of a metric, for the report. */
 function metricSamples(text: string, name: string): string[] {
   return text.split('\n').filter((line) => line.startsWith(`${name}{`));
-}
-
-/** A Kubernetes memory quantity ("256Mi", "1G", "512000") in bytes. */
-function quantityBytes(quantity: string): number {
-  const match = /^(\d+(?:\.\d+)?)([KMGT]i?)?$/.exec(quantity);
-  if (!match) throw new Error(`unsupported quantity ${quantity}`);
-  const power = { K: 1, M: 2, G: 3, T: 4 }[match[2]?.[0] as 'K'] ?? 0;
-  return Number(match[1]) * (match[2]?.endsWith('i') ? 1024 : 1000) ** power;
-}
-
-/**
- * What the shipped DaemonSet gives the agent's memory: the container's limit, and the Node options it sets
- * (a heap cap, say), which the agent here runs with too.
- */
-async function daemonSetMemory(): Promise<{
-  limit: string;
-  bytes: number;
-  nodeOptions: Record<string, string>;
-}> {
-  const docs = loadAllYaml(await readFile('manifests/base/daemonset.yaml', 'utf8')) as V1DaemonSet[];
-  const container = docs.find((doc) => doc.kind === 'DaemonSet')?.spec?.template.spec?.containers[0];
-  const limit = String(container?.resources?.limits?.memory ?? '');
-  const options = container?.env?.find((env) => env.name === 'NODE_OPTIONS')?.value;
-  return { limit, bytes: quantityBytes(limit), nodeOptions: options ? { NODE_OPTIONS: options } : {} };
 }
 
 /** A /proc/<pid>/status field in bytes (the kernel prints kB). */
