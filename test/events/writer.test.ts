@@ -395,7 +395,9 @@ describe('EventWriter', () => {
     const sustained = (at.length - 1) / span;
     // The global bucket holds ceil(rate / 10) = 2 tokens of burst on top of the rate.
     expect(busiestSecond).toBeLessThanOrEqual(rate + 2);
-    expect(at.length).toBeLessThanOrEqual(2 + rate * span);
+    // The writer's bucket runs on Date.now (whole milliseconds) while the calls are timed with
+    // performance.now, so each end of the span may be off by up to 1 ms of refill.
+    expect(at.length).toBeLessThanOrEqual(2 + rate * (span + 0.002));
     console.log(
       `storm: 2000 intents → ${at.length} API calls (${await total(h.metrics.eventsCreated)} creates, ` +
         `${await total(h.metrics.eventsPatched)} patches) in ${elapsed.toFixed(1)} s; ` +
