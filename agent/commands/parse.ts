@@ -17,10 +17,12 @@ import { parseCommandArgs, UsageError } from './args.ts';
 
 /** Large reads: the whole command is meant to go through a million lines a second. */
 const READ_CHUNK_BYTES = 1 << 19;
-/** Below this much file input, starting worker threads costs more than it saves. */
+/** Below this size a file is parsed here: starting worker threads would cost more than it saves. */
 const PARALLEL_MIN_BYTES = 64 << 20;
-/** Blocks parsed ahead of the one being printed, per worker: enough to keep every worker busy. */
-const BLOCKS_AHEAD_PER_WORKER = 2;
+/** Bytes per segment of a large file: a few hundred milliseconds of work for one worker. */
+const SEGMENT_BYTES = 8 << 20;
+/** Segments parsed ahead of the one being printed, per worker: enough to keep every worker busy. */
+const SEGMENTS_AHEAD_PER_WORKER = 2;
 
 /** Collects output and writes it once per block, waiting for 'drain' when the reader is slower. */
 class BufferedOutput {
@@ -55,9 +57,6 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Parses blocks here or in worker threads; results are awaited in submission order. */
-type BlockEngine = (block: Buffer) => BlockResult | Promise<BlockResult>;
-
 /** Counts and prints block results in input order, whatever the inputs. */
 class ParseRun {
   lines = 0;
@@ -80,25 +79,26 @@ class ParseRun {
     await Promise.all([this.out.flush(), this.err.flush()]);
   }
 
-  /** Reads a file ('-' is stdin) through the engine; false when it cannot be read. */
-  async file(path: string, engine: BlockEngine, ahead: number): Promise<boolean> {
+  /** Reads a file ('-' is stdin) and parses it in this thread; false when it cannot be read. */
+  async file(path: string, parser: BlockParser): Promise<boolean> {
     const source = path === '-' ? '<stdin>' : path;
     const input = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
     const splitter = new BlockSplitter(MAX_LINE_LENGTH);
-    const queue: (BlockResult | Promise<BlockResult>)[] = [];
     let nextLine = 1;
-    const reportOldest = async (): Promise<void> => {
-      const result = await queue.shift()!;
-      await this.report(result, source, nextLine);
-      nextLine += result.lines;
-    };
+    const results: BlockResult[] = [];
     const submit = (block: Buffer): void => {
-      queue.push(engine(block));
+      results.push(parser.lines(block));
+    };
+    const reportAll = async (): Promise<void> => {
+      for (const result of results.splice(0)) {
+        await this.report(result, source, nextLine);
+        nextLine += result.lines;
+      }
     };
     try {
       for await (const chunk of input) {
         splitter.push(chunk as Buffer, submit);
-        while (queue.length > ahead) await reportOldest();
+        await reportAll();
         if (this.out.closed) return true;
       }
     } catch (err) {
@@ -106,9 +106,38 @@ class ParseRun {
       return false;
     } finally {
       splitter.finish(submit);
-      while (queue.length > 0) await reportOldest();
+      await reportAll();
     }
     return true;
+  }
+
+  /** Parses a large regular file in segments on the pool's workers; false when it cannot be read. */
+  async segments(path: string, size: number, pool: ParserPool): Promise<boolean> {
+    const count = Math.max(1, Math.ceil(size / SEGMENT_BYTES));
+    const queue: Promise<BlockResult>[] = [];
+    let submitted = 0;
+    let nextLine = 1;
+    try {
+      for (;;) {
+        while (submitted < count && queue.length < pool.size * SEGMENTS_AHEAD_PER_WORKER) {
+          const start = submitted * SEGMENT_BYTES;
+          // The last segment reads on to the end, however much the file has grown since it was measured.
+          const end = ++submitted === count ? Number.POSITIVE_INFINITY : start + SEGMENT_BYTES;
+          const parsed = pool.parse({ path, start, end });
+          // Awaited in order below; one failing behind an earlier failure must not go unhandled.
+          parsed.catch(() => undefined);
+          queue.push(parsed);
+        }
+        const next = queue.shift();
+        if (next === undefined || this.out.closed) return true;
+        const result = await next;
+        await this.report(result, path, nextLine);
+        nextLine += result.lines;
+      }
+    } catch (err) {
+      this.err.add(`kube-iptables-tailer: cannot read ${path}: ${errorMessage(err)}\n`);
+      return false;
+    }
   }
 
   /** Reads every kernel-transport entry of a journal directory; false when it cannot be read. */
@@ -135,32 +164,17 @@ class ParseRun {
   }
 }
 
-/** Total size of the regular files among the paths; unreadable ones count as empty (reading reports them). */
-async function fileBytes(paths: readonly string[]): Promise<number> {
-  const sizes = await Promise.all(
-    paths.map((path) =>
-      path === '-'
-        ? 0
-        : stat(path).then(
-            (info) => (info.isFile() ? info.size : 0),
-            () => 0,
-          ),
-    ),
-  );
-  return sizes.reduce((sum, size) => sum + size, 0);
+/** The size of a regular file large enough for the worker threads, else null (small, not regular, unreadable). */
+async function largeFileSize(path: string): Promise<number | null> {
+  if (path === '-') return null;
+  const info = await stat(path).catch(() => null);
+  return info?.isFile() && info.size >= PARALLEL_MIN_BYTES ? info.size : null;
 }
 
-/** The parser for this thread, loaded only when needed: with worker threads, only they load it. */
+/** The parser for this thread, loaded only when needed: for large files, only the workers load it. */
 async function parserHere(options: ParserOptions, printDrops: boolean): Promise<BlockParser> {
   const { BlockParser } = await import('../parser/block.ts');
   return new BlockParser(options, printDrops);
-}
-
-/** Worker threads for file input large enough to repay starting them, else null. */
-async function poolFor(paths: readonly string[], options: ParserOptions, printDrops: boolean) {
-  const workers = availableParallelism();
-  if (workers < 2 || (await fileBytes(paths)) < PARALLEL_MIN_BYTES) return null;
-  return new ParserPool(workers, { prefix: options.prefix, timeLayout: options.timeLayout, printDrops });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -186,15 +200,23 @@ export async function main(argv: string[]): Promise<number> {
     readable = await run.journal(values.journal, await parserHere(options, printDrops));
   } else {
     const paths = positionals.length > 0 ? positionals : ['-'];
-    const pool = await poolFor(paths, options, printDrops);
-    const engine: BlockEngine = pool
-      ? (block) => pool.parse(block)
-      : await parserHere(options, printDrops).then(
-          (parser) => (block) => parser.lines(block.toString('utf8')),
-        );
-    const ahead = pool ? pool.size * BLOCKS_AHEAD_PER_WORKER : 0;
+    let parser: BlockParser | null = null;
+    let pool: ParserPool | null = null;
     try {
-      for (const path of paths) readable = (await run.file(path, engine, ahead)) && readable;
+      for (const path of paths) {
+        const size = availableParallelism() > 1 ? await largeFileSize(path) : null;
+        if (size !== null) {
+          pool ??= new ParserPool(availableParallelism(), {
+            prefix,
+            timeLayout: config.timeLayout,
+            printDrops,
+          });
+          readable = (await run.segments(path, size, pool)) && readable;
+        } else {
+          parser ??= await parserHere(options, printDrops);
+          readable = (await run.file(path, parser)) && readable;
+        }
+      }
     } finally {
       await pool?.close();
     }

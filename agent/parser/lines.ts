@@ -28,8 +28,8 @@ export function isOverlong(text: string, start: number, end: number): boolean {
 export type BlockHandler = (block: Buffer) => void;
 export type LineHandler = (text: string, start: number, end: number) => void;
 
-const NEWLINE = 10;
-const NEWLINE_BYTES = Buffer.from('\n');
+export const NEWLINE = 10;
+export const NEWLINE_BYTES = Buffer.from('\n');
 const EMPTY = Buffer.alloc(0);
 
 export class BlockSplitter {

@@ -1,11 +1,12 @@
 /**
- * Worker threads that parse blocks of lines, so that a large file uses every core. Blocks are
- * dispatched round-robin; each block's result comes back through its own promise, so the caller
- * keeps output in input order simply by awaiting the promises in order.
+ * Worker threads that parse segments of large files, so that a large file uses every core. Segments
+ * are dispatched round-robin; each segment's result comes back through its own promise, so the
+ * caller keeps output in input order simply by awaiting the promises in order.
  */
 
 import { Worker } from 'node:worker_threads';
 import type { BlockResult } from './block.ts';
+import type { Segment } from './segment.ts';
 
 // tsc rewrites `.ts` import specifiers to `.js` in dist/ but leaves `new URL()` strings alone: the worker
 // is the file next to this one with this module's own extension (.ts from sources, .js when compiled).
@@ -26,15 +27,13 @@ export interface PoolOptions {
  */
 const YOUNG_GENERATION_MB = 96;
 
-export interface BlockRequest {
+export interface SegmentRequest {
   id: number;
-  bytes: Uint8Array;
+  segment: Segment;
 }
 
-export interface BlockReply {
-  id: number;
-  result: BlockResult;
-}
+/** A segment's result, or why its file could not be read. */
+export type SegmentReply = { id: number; result: BlockResult } | { id: number; error: string };
 
 interface Pending {
   resolve: (result: BlockResult) => void;
@@ -59,9 +58,11 @@ export class ParserPool {
       workerData: options,
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     });
-    worker.on('message', ({ id, result }: BlockReply) => {
-      this.pending.get(id)?.resolve(result);
-      this.pending.delete(id);
+    worker.on('message', (reply: SegmentReply) => {
+      const pending = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if ('error' in reply) pending?.reject(new Error(reply.error));
+      else pending?.resolve(reply.result);
     });
     worker.on('error', (err) => this.failAll(err));
     return worker;
@@ -72,14 +73,13 @@ export class ParserPool {
     this.pending.clear();
   }
 
-  /** Parses a block of whole lines (ending with a newline); the bytes are copied, so the caller may reuse them. */
-  parse(block: Buffer): Promise<BlockResult> {
+  /** Parses the lines that start in the segment; rejects when the file cannot be read. */
+  parse(segment: Segment): Promise<BlockResult> {
     const id = this.nextId++;
-    const bytes = new Uint8Array(block);
     const worker = this.workers[id % this.workers.length]!;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ id, bytes } satisfies BlockRequest, [bytes.buffer]);
+      worker.postMessage({ id, segment } satisfies SegmentRequest);
     });
   }
 

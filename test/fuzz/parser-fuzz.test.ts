@@ -133,7 +133,7 @@ function parseBlocks(rng: Random, parser: BlockParser, stream: Buffer) {
   const drops: string[] = [];
   let lines = 0;
   const onBlock = (block: Buffer): void => {
-    const result = parser.lines(block.toString('utf8'));
+    const result = parser.lines(block);
     expect(result.drops + result.skipped + result.invalid.length).toBe(result.lines);
     for (const { line, reason, detail } of result.invalid) {
       expect(INVALID_REASONS).toContain(reason);

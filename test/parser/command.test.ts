@@ -195,6 +195,28 @@ describe('parse command', () => {
     });
   });
 
+  it('parses a file large enough for worker threads in order, numbering lines across segments', async () => {
+    // Over 64 MiB, so parsed in 8 MiB segments by worker threads: mostly other kernel lines, a drop
+    // every 100,000 lines and a bad port every 333,333, which fall in different segments.
+    const filler = 'Apr 05 20:41:42 node-1 kernel: eth0: link is up, 10 Gbps full duplex';
+    const count = 1_100_000;
+    const lines = new Array<string>(count).fill(filler);
+    for (let i = 0; i < count; i += 100_000)
+      lines[i] = kernLine(TCP4.replace('SPT=60353', `SPT=${i / 100_000}`));
+    for (let i = 333_333; i < count; i += 333_333)
+      lines[i] = kernLine(UDP4.replace('SPT=41000', 'SPT=99999'));
+    const file = join(dir, 'huge.log');
+    await writeFile(file, `${lines.join('\n')}\n`);
+    const run = await parseCommand([file]);
+    expect(run.code).toBe(0);
+    expect(jsonLines(run.stdout).map((drop) => drop.srcPort)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(run.stderr).toBe(
+      [333_334, 666_667, 1_000_000].map((line) => `${file}:${line}: bad_port: SPT="99999"\n`).join(''),
+    );
+    const stats = await parseCommand([file, '--stats']);
+    expect(JSON.parse(stats.stdout)).toMatchObject({ lines: count, drops: 11, invalid: 3 });
+  });
+
   it.skipIf(!existsSync(JOURNAL_REMOTE))(
     'reads the kernel entries of a journal directory with --journal',
     async () => {

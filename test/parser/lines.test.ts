@@ -74,7 +74,7 @@ describe('BlockSplitter and forEachLine', () => {
         const splitter = new BlockSplitter(MAX_LINE_LENGTH);
         const reasons: string[] = [];
         const onBlock = (block: Buffer): void => {
-          const result = parser.lines(block.toString('utf8'));
+          const result = parser.lines(block);
           expect(result.drops).toBe(0);
           reasons.push(...result.invalid.map((invalid) => invalid.reason));
         };

@@ -1,32 +1,69 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParser } from '../../agent/parser/block.ts';
 import { ParserPool } from '../../agent/parser/pool.ts';
+import { tempDir } from '../support/journal.ts';
 import { ICMP6, kernLine, TCP4, UDP4 } from './samples.ts';
 
 const options = { prefix: 'calico-packet', timeLayout: null };
 
-/** Blocks of whole lines with drops, unrelated lines and invalid lines, each block different. */
-function blocks(count: number): Buffer[] {
-  return Array.from({ length: count }, (_, b) => {
-    const lines = Array.from({ length: 500 }, (_, i) => {
-      if (i % 7 === 0) return `Apr 05 20:41:42 node-1 kernel: eth0: link up ${b}/${i}`;
-      if (i % 50 === 1) return kernLine(UDP4.replace('SPT=41000', 'SPT=99999'));
-      return kernLine([TCP4, UDP4, ICMP6][i % 3]!.replace('LEN=', `LEN=${b}${i}`));
-    });
-    return Buffer.from(`${lines.join('\n')}\n`);
+/** Drops, unrelated lines and invalid lines. */
+function fileText(lines: number): string {
+  const text = Array.from({ length: lines }, (_, i) => {
+    if (i % 7 === 0) return `Apr 05 20:41:42 node-1 kernel: eth0: link up ${i}`;
+    if (i % 50 === 1) return kernLine(UDP4.replace('SPT=41000', 'SPT=99999'));
+    return kernLine([TCP4, UDP4, ICMP6][i % 3]!.replace('LEN=', `LEN=${i}`));
   });
+  return `${text.join('\n')}\n`;
 }
 
 describe('ParserPool', () => {
   const pool = new ParserPool(2, { ...options, printDrops: true });
-  afterAll(() => pool.close());
+  let dir: string;
+  beforeAll(async () => {
+    dir = await tempDir('pool');
+  });
+  afterAll(async () => {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  });
 
-  it('gives, block by block and in order, what the parser gives in this thread', async () => {
-    const input = blocks(20);
+  it('gives, segment by segment and in order, what the parser gives in this thread', async () => {
+    const path = join(dir, 'kern.log');
+    const text = fileText(10_000);
+    await writeFile(path, text);
+    const bytes = Buffer.from(text);
+    // Cut at arbitrary bytes: each segment holds the lines that start in it.
+    const cuts = [0, 1, 300_000, 300_001, 1_000_000, Number.POSITIVE_INFINITY];
+    const starts = cuts.slice(0, -1).map((start, k) => ({ path, start, end: cuts[k + 1]! }));
     const here = new BlockParser({ ...options, now: Date.now }, true);
-    const results = await Promise.all(input.map((block) => pool.parse(block)));
-    expect(results).toEqual(input.map((block) => here.lines(block.toString())));
-    expect(results[3]!.invalid[0]).toMatchObject({ line: 2, reason: 'bad_port' });
-    expect(results[19]!.output).toContain('"length":19499');
+    const firstLineAt = (offset: number): number => (offset === 0 ? 0 : bytes.indexOf(10, offset - 1) + 1);
+    const expected = starts.map(({ start, end }) =>
+      here.lines(
+        bytes.subarray(
+          firstLineAt(start),
+          end === Number.POSITIVE_INFINITY ? bytes.length : firstLineAt(end),
+        ),
+      ),
+    );
+
+    const results = await Promise.all(starts.map((segment) => pool.parse(segment)));
+
+    expect(results).toEqual(expected);
+    expect(results.map((result) => result.lines).reduce((a, b) => a + b)).toBe(10_000);
+    expect(results[0]!.lines).toBe(1);
+    expect(results[1]!.invalid[0]).toMatchObject({ reason: 'bad_port' });
+    expect(results.at(-1)!.output).toContain('"length":9999');
+  });
+
+  it('rejects the segment of a file it cannot read, and goes on with the next', async () => {
+    const missing = pool.parse({ path: '/nonexistent/kern.log', start: 0, end: 100 });
+    await expect(missing).rejects.toThrow(/ENOENT/);
+    const path = join(dir, 'one.log');
+    await writeFile(path, fileText(3));
+    await expect(pool.parse({ path, start: 0, end: Number.POSITIVE_INFINITY })).resolves.toMatchObject({
+      lines: 3,
+    });
   });
 });
