@@ -19,8 +19,8 @@ import { parseCommandArgs, UsageError } from './args.ts';
 const READ_CHUNK_BYTES = 1 << 19;
 /** Below this size a file is parsed here: starting worker threads would cost more than it saves. */
 const PARALLEL_MIN_BYTES = 64 << 20;
-/** Bytes per segment of a large file: a few hundred milliseconds of work for one worker. */
-const SEGMENT_BYTES = 8 << 20;
+/** Bytes per segment of a large file: tens of milliseconds of work, so that the workers finish close together. */
+const SEGMENT_BYTES = 4 << 20;
 /** Segments parsed ahead of the one being printed, per worker: enough to keep every worker busy. */
 const SEGMENTS_AHEAD_PER_WORKER = 2;
 

@@ -15,6 +15,7 @@ import {
   FieldScan,
   has,
   MALFORMED,
+  NUMBER_LIMITS,
   type Spans,
   scanFields,
   startOf,
@@ -85,14 +86,14 @@ function trimmedEnd(text: string, start: number, end: number): number {
 
 const REQUIRED_FIELDS: readonly Field[] = [Field.SRC, Field.DST, Field.PROTO];
 
-/** Numeric fields with their limits; LEN= of IPv6 jumbograms needs 32 bits. */
-const NUMERIC_FIELDS: readonly { field: Field; max: number; reason: InvalidReason }[] = [
-  { field: Field.SPT, max: 65_535, reason: 'bad_port' },
-  { field: Field.DPT, max: 65_535, reason: 'bad_port' },
-  { field: Field.LEN, max: 0xffff_ffff, reason: 'bad_field' },
-  { field: Field.TTL, max: 255, reason: 'bad_field' },
-  { field: Field.TYPE, max: 255, reason: 'bad_field' },
-  { field: Field.CODE, max: 255, reason: 'bad_field' },
+/** Numeric fields in the order their problems are reported, ports first. */
+const NUMERIC_FIELDS: readonly { field: Field; reason: InvalidReason }[] = [
+  { field: Field.SPT, reason: 'bad_port' },
+  { field: Field.DPT, reason: 'bad_port' },
+  { field: Field.LEN, reason: 'bad_field' },
+  { field: Field.TTL, reason: 'bad_field' },
+  { field: Field.TYPE, reason: 'bad_field' },
+  { field: Field.CODE, reason: 'bad_field' },
 ];
 
 /** Interned values of one parser: each distinct host, interface, MAC and address is validated once. */
@@ -120,9 +121,12 @@ class Values {
 
 /** The first numeric field out of range or malformed, or null. */
 function numbersProblem(text: string, scan: FieldScan): ParseResult | null {
-  for (const { field, max, reason } of NUMERIC_FIELDS) {
+  if (scan.numbersValid) return null;
+  for (const { field, reason } of NUMERIC_FIELDS) {
     const value = scan.numbers[field]!;
-    if (value === MALFORMED || value > max) return invalid(reason, describe(text, scan.spans, field));
+    if (value === MALFORMED || value > NUMBER_LIMITS[field]!) {
+      return invalid(reason, describe(text, scan.spans, field));
+    }
   }
   return null;
 }
@@ -246,7 +250,11 @@ class Parser {
   }
 
   private fieldsAfter(text: string, from: number, end: number, time: number, host: string): ParseResult {
-    const start = findPrefix(text, this.core, from, end);
+    // mayCarryPrefix found the first occurrence at or after the line's start: it is the first after
+    // `from` too unless it lies in the header.
+    const first =
+      text === this.searchedText && this.foundAt >= from ? this.foundAt : text.indexOf(this.core, from);
+    const start = findPrefix(text, this.core, from, end, first);
     if (start < 0) return SKIPPED;
     scanFields(text, start, end, this.scan);
     return dropFrom(text, this.scan, this.values, time, host, this.core);

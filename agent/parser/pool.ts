@@ -1,7 +1,8 @@
 /**
- * Worker threads that parse segments of large files, so that a large file uses every core. Segments
- * are dispatched round-robin; each segment's result comes back through its own promise, so the
- * caller keeps output in input order simply by awaiting the promises in order.
+ * Worker threads that parse segments of large files, so that a large file uses every core. Each
+ * segment goes to the worker with the fewest segments in hand, so a worker slowed by anything else on
+ * the machine gets fewer and all finish close together; each segment's result comes back through its
+ * own promise, so the caller keeps output in input order simply by awaiting the promises in order.
  */
 
 import { Worker } from 'node:worker_threads';
@@ -43,6 +44,8 @@ interface Pending {
 export class ParserPool {
   private readonly workers: Worker[];
   private readonly pending = new Map<number, Pending>();
+  /** Segments sent to each worker and not yet answered. */
+  private readonly load = new Map<Worker, number>();
   private nextId = 0;
 
   constructor(size: number, options: PoolOptions) {
@@ -60,23 +63,34 @@ export class ParserPool {
     });
     worker.on('message', (reply: SegmentReply) => {
       const pending = this.pending.get(reply.id);
+      if (pending === undefined) return;
       this.pending.delete(reply.id);
-      if ('error' in reply) pending?.reject(new Error(reply.error));
-      else pending?.resolve(reply.result);
+      this.load.set(worker, this.load.get(worker)! - 1);
+      if ('error' in reply) pending.reject(new Error(reply.error));
+      else pending.resolve(reply.result);
     });
     worker.on('error', (err) => this.failAll(err));
+    this.load.set(worker, 0);
     return worker;
   }
 
   private failAll(err: Error): void {
     for (const { reject } of this.pending.values()) reject(err);
     this.pending.clear();
+    for (const worker of this.workers) this.load.set(worker, 0);
+  }
+
+  private leastLoaded(): Worker {
+    let best = this.workers[0]!;
+    for (const worker of this.workers) if (this.load.get(worker)! < this.load.get(best)!) best = worker;
+    return best;
   }
 
   /** Parses the lines that start in the segment; rejects when the file cannot be read. */
   parse(segment: Segment): Promise<BlockResult> {
     const id = this.nextId++;
-    const worker = this.workers[id % this.workers.length]!;
+    const worker = this.leastLoaded();
+    this.load.set(worker, this.load.get(worker)! + 1);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage({ id, segment } satisfies SegmentRequest);

@@ -25,14 +25,17 @@ function endsToken(text: string, after: number, end: number): boolean {
 /**
  * Finds the first whole-token occurrence of `core` in text[from, end) and returns the index where the
  * fields after it begin, or -1. `from` is a token boundary (a line start or the end of the syslog
- * header). Callers check `text.indexOf(core)` first, so most lines never get here.
+ * header). Callers check `text.indexOf(core)` first, so most lines never get here; one that knows
+ * where `core` first occurs at or after `from` passes it as `first` to spare the search.
  */
-export function findPrefix(text: string, core: string, from: number, end: number): number {
-  for (
-    let at = text.indexOf(core, from);
-    at >= 0 && at + core.length <= end;
-    at = text.indexOf(core, at + 1)
-  ) {
+export function findPrefix(
+  text: string,
+  core: string,
+  from: number,
+  end: number,
+  first: number = text.indexOf(core, from),
+): number {
+  for (let at = first; at >= 0 && at + core.length <= end; at = text.indexOf(core, at + 1)) {
     if (at > from && !isBlank(text.charCodeAt(at - 1))) continue;
     const after = at + core.length;
     if (!endsToken(text, after, end)) continue;

@@ -39,16 +39,25 @@ function dateAt(text: string, i: number, end: number, parts: DateParts): number 
   return i + 10;
 }
 
-/** RFC 3339 and journalctl short-iso(-precise); a space may stand for the `T`. */
-function isoAt(text: string, i: number, end: number, parts: DateParts): number {
-  let k = dateAt(text, i, end, parts);
+/** RFC 3339's date and clock, `2026-04-05T20:41:42` (a space may stand for the `T`); returns the index after. */
+function isoClockAt(text: string, i: number, end: number, parts: DateParts): number {
+  const k = dateAt(text, i, end, parts);
   if (k < 0) return -1;
   const separator = text.charCodeAt(k);
   if (separator !== 84 && separator !== 116 && separator !== SPACE) return -1;
-  k = clockAt(text, k + 1, end, parts);
-  if (k < 0) return -1;
-  k = fractionAt(text, k, end, parts);
+  return clockAt(text, k + 1, end, parts);
+}
+
+/** What follows the clock of an RFC 3339 stamp: fraction and zone. */
+function isoTailAt(text: string, i: number, end: number, parts: DateParts): number {
+  const k = fractionAt(text, i, end, parts);
   return k < 0 ? -1 : offsetAt(text, k, end, parts);
+}
+
+/** RFC 3339 and journalctl short-iso(-precise). */
+function isoAt(text: string, i: number, end: number, parts: DateParts): number {
+  const k = isoClockAt(text, i, end, parts);
+  return k < 0 ? -1 : isoTailAt(text, k, end, parts);
 }
 
 function tokenEnd(text: string, i: number, end: number): number {
@@ -68,8 +77,8 @@ function weekdayIsoAt(text: string, i: number, end: number, parts: DateParts): n
   return k;
 }
 
-/** Traditional syslog and journalctl short(-precise): `Apr  5 20:41:42`, `Apr 05 20:41:42.123456`. */
-function traditionalAt(text: string, i: number, end: number, parts: DateParts): number {
+/** Traditional syslog's date and clock, `Apr  5 20:41:42`; returns the index after. */
+function traditionalClockAt(text: string, i: number, end: number, parts: DateParts): number {
   let k = monthNameAt(text, i, end, parts, false);
   if (k < 0 || text.charCodeAt(k) !== SPACE) return -1;
   k++;
@@ -79,8 +88,7 @@ function traditionalAt(text: string, i: number, end: number, parts: DateParts): 
   parts.day = twoDigits ? digitsAt(text, k, 2, end) : text.charCodeAt(k) - 48;
   k += twoDigits ? 2 : 1;
   if (text.charCodeAt(k) !== SPACE) return -1;
-  k = clockAt(text, k + 1, end, parts);
-  return k < 0 ? -1 : fractionAt(text, k, end, parts);
+  return clockAt(text, k + 1, end, parts);
 }
 
 /** journalctl short-unix: seconds with a fraction, which tells it apart from other leading numbers. */
@@ -99,17 +107,60 @@ function epochAt(text: string, i: number, end: number, parts: DateParts): number
   return after;
 }
 
-/** Dispatches on the first characters, so each line tries one style. */
-function builtinStampAt(text: string, start: number, end: number, parts: DateParts): number {
-  if (isDigitAt(text, start, end)) {
-    return text.charCodeAt(start + 4) === 45
-      ? isoAt(text, start, end, parts)
-      : epochAt(text, start, end, parts);
+/** Longer than any date and clock that a ClockMemo remembers. */
+const MEMO_CHARS = 32;
+
+/**
+ * The date and clock of the previous stamp of one style, by their text. Lines come many to a second,
+ * so most stamps begin with the same text as the one before: comparing it is cheaper than reading
+ * the month name and digits again. Only for styles whose date and clock have a fixed extent.
+ */
+class ClockMemo {
+  private readonly codes = new Uint16Array(MEMO_CHARS);
+  private length = 0;
+  private readonly readClock: StampParser;
+  private year = -1;
+  private month = 0;
+  private day = 0;
+  private hour = 0;
+  private minute = 0;
+  private second = 0;
+
+  constructor(readClock: StampParser) {
+    this.readClock = readClock;
   }
-  if (text.charCodeAt(start + 3) === SPACE && text.charCodeAt(start + 8) === 45) {
-    return weekdayIsoAt(text, start, end, parts);
+
+  /** Reads the date and clock at `start` into parts; returns the index after them, or -1. */
+  clockAt(text: string, start: number, end: number, parts: DateParts): number {
+    const { codes, length } = this;
+    let k = 0;
+    if (length > 0 && start + length <= end) {
+      while (k < length && text.charCodeAt(start + k) === codes[k]) k++;
+    }
+    if (k > 0 && k === length) {
+      parts.year = this.year;
+      parts.month = this.month;
+      parts.day = this.day;
+      parts.hour = this.hour;
+      parts.minute = this.minute;
+      parts.second = this.second;
+      return start + length;
+    }
+    const after = this.readClock(text, start, end, parts);
+    if (after >= 0 && after - start <= MEMO_CHARS) this.remember(text, start, after, parts);
+    return after;
   }
-  return traditionalAt(text, start, end, parts);
+
+  private remember(text: string, start: number, after: number, parts: DateParts): void {
+    this.length = after - start;
+    for (let k = 0; k < this.length; k++) this.codes[k] = text.charCodeAt(start + k);
+    this.year = parts.year;
+    this.month = parts.month;
+    this.day = parts.day;
+    this.hour = parts.hour;
+    this.minute = parts.minute;
+    this.second = parts.second;
+  }
 }
 
 /** A stamp is followed by the host: one that runs on into other text was misread. */
@@ -117,13 +168,31 @@ function endsStamp(text: string, k: number, end: number): boolean {
   return k >= 0 && (k >= end || text.charCodeAt(k) === SPACE);
 }
 
-function builtinStamp(text: string, start: number, end: number, parts: DateParts): number {
-  const k = builtinStampAt(text, start, end, parts);
-  return endsStamp(text, k, end) ? k : -1;
+/** The built-in styles, dispatched on the first characters so that each line tries one style. */
+function createBuiltinStamp(): StampParser {
+  const iso = new ClockMemo(isoClockAt);
+  const traditional = new ClockMemo(traditionalClockAt);
+  const read = (text: string, start: number, end: number, parts: DateParts): number => {
+    if (isDigitAt(text, start, end)) {
+      if (text.charCodeAt(start + 4) !== 45) return epochAt(text, start, end, parts);
+      const k = iso.clockAt(text, start, end, parts);
+      return k < 0 ? -1 : isoTailAt(text, k, end, parts);
+    }
+    if (text.charCodeAt(start + 3) === SPACE && text.charCodeAt(start + 8) === 45) {
+      return weekdayIsoAt(text, start, end, parts);
+    }
+    const k = traditional.clockAt(text, start, end, parts);
+    return k < 0 ? -1 : fractionAt(text, k, end, parts);
+  };
+  return (text, start, end, parts) => {
+    const k = read(text, start, end, parts);
+    return endsStamp(text, k, end) ? k : -1;
+  };
 }
 
 /** The stamp reader for PACKET_DROP_LOG_TIME_LAYOUT (a Go layout, tried first) and the built-in styles. */
 export function createStampParser(layout: string | null): StampParser {
+  const builtinStamp = createBuiltinStamp();
   if (layout === null) return builtinStamp;
   const custom = compileGoLayout(layout);
   return (text, start, end, parts) => {

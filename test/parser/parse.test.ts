@@ -95,6 +95,34 @@ describe('timestamp styles', () => {
     expect(drop.host).toBe('node-1');
   });
 
+  it('reads each stamp as a fresh parser does, whatever stamps came before it', () => {
+    // A parser reuses the date and clock of the stamp before when the next begins with the same text:
+    // neighbours that share a prefix, differ after it, or stop short of it must still read correctly.
+    const headers = [
+      ...cases.map(([, header]) => header),
+      'Apr 05 20:41:43 node-1',
+      'Apr 05 20:41:42.9 node-1',
+      'Apr 05 20:41:42x node-1',
+      'Apr 05 20:41:4 node-1',
+      'Apr 05 20:41:42 node-2',
+      '2026-04-05T20:41:42.5+01:00 node-1',
+      '2026-04-05T20:41:42 node-1',
+      '2026-04-05T20:41:42+25:00 node-1',
+      '2026-04-05T20:41:4 node-1',
+      '2026-04-05T20:41:49Z node-1',
+    ];
+    const seen = (parser: ReturnType<typeof parserFor>, header: string) =>
+      fileLine(`${header} kernel: calico-packet: ${TCP4}`, parser);
+    const reused = parserFor();
+    // Every header after every other one, and after itself.
+    for (const before of headers) {
+      for (const header of headers) {
+        seen(reused, before);
+        expect(seen(reused, header), `${header} after ${before}`).toEqual(seen(parserFor(), header));
+      }
+    }
+  });
+
   it('reads short-full with a zone name it does not know as local time', () => {
     const drop = dropOf(fileLine(`Sun 2026-04-05 20:41:42 XYZT node-1 kernel: calico-packet: ${TCP4}`));
     expect(drop.time).toBe(local(2026, 4, 5, 20, 41, 42));
@@ -353,6 +381,17 @@ describe('fields', () => {
     expect(
       dropOf(fileLine(kernLine(`${head} DST=5.6.7.8 LEN=60 TTL=1 PROTO=TCP SPT=1 DPT=2`))).mac,
     ).toBeNull();
+  });
+
+  it('reads no token that only begins like a key', () => {
+    const drop = dropOf(
+      fileLine(
+        kernLine(
+          'IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 HOPLIMITS=9 TTL=63 PROTX=UDP PROTOS=UDP PROTO=ICMP TYPES=9 TYPE=3 CODEX=7 CODE=1',
+        ),
+      ),
+    );
+    expect(drop).toMatchObject({ ttl: 63, proto: 'ICMP', icmpType: 3, icmpCode: 1, srcPort: null });
   });
 
   it('keeps empty IN= and OUT= as empty strings', () => {
