@@ -3,8 +3,7 @@
  * PACKET_DROP_EXPIRATION_MINUTES say once put through the agent's own parser.
  */
 
-import { open, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open } from 'node:fs/promises';
 import type { Config } from '../config.ts';
 import { DateParts, TimeResolver } from '../parser/dates.ts';
 import { HostSpan, headerAt } from '../parser/header.ts';
@@ -13,15 +12,13 @@ import { createParser } from '../parser/parse.ts';
 import { normalizePrefix } from '../parser/prefix.ts';
 import { createStampParser } from '../parser/timestamp.ts';
 import { readJournalOnce } from '../sources/journal.ts';
+import { journalFilePaths } from '../sources/journal-parts.ts';
 import { LineSplitter } from '../sources/line-splitter.ts';
 import { CensusTally, printable } from './census.ts';
 import type { LineCensus, SourceReport } from './types.ts';
 
 /** The most of a log file doctor reads, from its end: enough for any window, bounded on a huge file. */
 export const MAX_FILE_BYTES = 64 << 20;
-/** journalctl reads files in the directory and in subdirectories named like a machine ID. */
-const MACHINE_ID_DIRECTORY = /^[0-9a-f]{32}$/;
-const JOURNAL_FILE = /\.journal~?$/;
 
 function errorText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
@@ -52,15 +49,7 @@ function parserFor(config: Config, window: Window) {
 
 /** Journal files journalctl would read, and whether any of them can be opened. */
 async function journalFiles(directory: string): Promise<{ found: number; readable: number }> {
-  const files: string[] = [];
-  for (const entry of await readdir(directory, { withFileTypes: true })) {
-    if (entry.isFile() && JOURNAL_FILE.test(entry.name)) files.push(join(directory, entry.name));
-    if (entry.isDirectory() && MACHINE_ID_DIRECTORY.test(entry.name)) {
-      const sub = join(directory, entry.name);
-      const names = await readdir(sub).catch(() => []);
-      files.push(...names.filter((name) => JOURNAL_FILE.test(name)).map((name) => join(sub, name)));
-    }
-  }
+  const files = await journalFilePaths(directory);
   let readable = 0;
   for (const file of files) {
     const handle = await open(file, 'r').catch(() => null);
@@ -92,7 +81,9 @@ async function readJournal(directory: string, config: Config, window: Window): P
   }
   const parse = parserFor(config, window);
   try {
-    for await (const batch of readJournalOnce(directory, undefined, window.since)) {
+    // In one part: the doctor may run beside the agent, within its memory limit.
+    const options = { sinceMs: window.since, parallelMinBytes: Number.POSITIVE_INFINITY };
+    for await (const batch of readJournalOnce(directory, options)) {
       for (const record of batch) {
         // journalctl's --since has whole seconds.
         if (record.time !== null && record.time < window.since) continue;

@@ -34,6 +34,16 @@ export const EXPORT_ERRORS = [
 ] as const;
 export type ExportError = (typeof EXPORT_ERRORS)[number];
 
+/** How journald spells a cursor: `key=hex` pairs joined by `;`. */
+const CURSOR_PATTERN = /^[a-z]=[0-9a-f]+(;[a-z]=[0-9a-f]+)*$/;
+/** Real cursors are about 150 characters. */
+const MAX_CURSOR_LENGTH = 1024;
+
+/** Whether the text is a journal cursor, safe to hand back to journalctl. */
+export function isCursor(text: string): boolean {
+  return text.length <= MAX_CURSOR_LENGTH && CURSOR_PATTERN.test(text);
+}
+
 /** Far above the 1 KiB a kernel log line can be, far below what could hurt the agent. */
 export const MAX_FIELD_BYTES = 64 * 1024;
 export const MAX_ENTRY_BYTES = 256 * 1024;
@@ -79,6 +89,16 @@ function equalBytes(buf: Buffer, start: number, end: number, expected: Buffer): 
     if (buf[start + i] !== expected[i]) return false;
   }
   return true;
+}
+
+/** Values this long or shorter are searched byte by byte; calling into native code costs more. */
+const SHORT_VALUE_BYTES = 64;
+
+/** The first newline at or after `pos`, or -1. */
+function newlineAt(chunk: Buffer, pos: number): number {
+  const stop = Math.min(chunk.length, pos + SHORT_VALUE_BYTES);
+  for (let i = pos; i < stop; i++) if (chunk[i] === NEWLINE) return i;
+  return stop === chunk.length ? -1 : chunk.indexOf(NEWLINE, stop);
 }
 
 /** Kept field names differ in length, so one comparison at most; most skipped names need none. */
@@ -159,8 +179,19 @@ export class ExportReader {
   /** While resynchronising: whether the last byte seen was a newline (half of an empty line). */
   private afterNewline = false;
 
-  constructor(onError: (reason: ExportError) => void = () => {}) {
+  /** The cursor of the entry to stop at, if any; `stopped` once it came. */
+  private readonly stopAt: Buffer | null;
+  private stoppedAt = false;
+
+  /** With `stopAt`, reads up to the entry with that cursor and nothing from it on. */
+  constructor(onError: (reason: ExportError) => void = () => {}, stopAt: string | null = null) {
     this.onError = onError;
+    this.stopAt = stopAt === null ? null : Buffer.from(stopAt, 'latin1');
+  }
+
+  /** Whether the entry with the `stopAt` cursor came: the rest of the stream is ignored. */
+  get stopped(): boolean {
+    return this.stoppedAt;
   }
 
   /**
@@ -204,7 +235,7 @@ export class ExportReader {
 
   private feed(chunk: Buffer, out: ExportEntry[]): void {
     let pos = 0;
-    while (pos < chunk.length) {
+    while (pos < chunk.length && !this.stoppedAt) {
       switch (this.state) {
         case NAME:
           pos = this.readName(chunk, pos, out);
@@ -259,7 +290,7 @@ export class ExportReader {
   }
 
   private readText(chunk: Buffer, pos: number): number {
-    const newline = chunk.indexOf(NEWLINE, pos);
+    const newline = newlineAt(chunk, pos);
     const end = newline < 0 ? chunk.length : newline;
     // When this piece passes both caps, the one passed at an earlier byte is the reason, so that the
     // reason does not depend on where the chunks happen to end.
@@ -396,6 +427,16 @@ export class ExportReader {
   }
 
   private finishEntry(out: ExportEntry[]): void {
+    const cursor = this.entryCursor;
+    if (
+      this.stopAt !== null &&
+      cursor !== null &&
+      equalBytes(cursor, this.entryCursorStart, this.entryCursorEnd, this.stopAt)
+    ) {
+      this.stoppedAt = true;
+      this.startEntry();
+      return;
+    }
     if (this.entryBytes > 0) out.push(this.entry);
     if (this.entryCursor !== null) {
       this.lastCursor = this.entryCursor;

@@ -16,12 +16,14 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { isOverlong, MAX_LINE_LENGTH } from '../parser/lines.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
-import { type ExportEntry, ExportReader } from './journal-export.ts';
+import { type ExportEntry, ExportReader, isCursor } from './journal-export.ts';
+import { journalBytes, markOf, type Probe, planParts, ReadAhead } from './journal-parts.ts';
 import type { LogRecord, LogSource, RecordHandler } from './source.ts';
 import { ThrottledWarning } from './throttled-warning.ts';
 
@@ -37,8 +39,6 @@ const STDERR_LINE_CHARS = 500;
 const STDERR_LINES_KEPT = 5;
 const KILL_TIMEOUT_MS = 5000;
 /** Cursors look like `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`. */
-const CURSOR_PATTERN = /^[a-z]=[0-9a-f]+(;[a-z]=[0-9a-f]+)*$/;
-const MAX_CURSOR_LENGTH = 1024;
 const DIRECTORY_CHECK_MS = 2000;
 
 /**
@@ -56,15 +56,8 @@ function directoryIdentity(directory: string): string | null {
 
 export type Rejection = 'untrusted_transport' | 'incomplete_entry';
 
-function journalctlArgs(directory: string, follow: readonly string[]): string[] {
-  return [
-    `--directory=${directory}`,
-    '--output=export',
-    '--no-pager',
-    '--merge',
-    ...follow,
-    '_TRANSPORT=kernel',
-  ];
+function journalctlArgs(directory: string, extra: readonly string[], output = ['--output=export']): string[] {
+  return [`--directory=${directory}`, ...output, '--no-pager', '--merge', ...extra, '_TRANSPORT=kernel'];
 }
 
 function recordOf(entry: ExportEntry): LogRecord | Rejection {
@@ -155,33 +148,94 @@ function kill(child: ChildProcess): void {
   }, KILL_TIMEOUT_MS).unref();
 }
 
+/** A journal this large is read in parts, one journalctl per core (see journal-parts.ts). */
+const PARALLEL_MIN_BYTES = 64 << 20;
+/** Export text read ahead for the parts not yet due, in all: what a parallel read may hold in memory. */
+const READ_AHEAD_BYTES = 64 << 20;
+/** Read ahead of the part being handed over: enough to keep its journalctl writing. */
+const DUE_READ_AHEAD_BYTES = 1 << 20;
+/** A probe's first line is one short JSON object; more without a newline is not journalctl's. */
+const MAX_PROBE_CHARS = 64 * 1024;
+
+export interface ReadJournalOptions {
+  journalctl?: string;
+  /** Epoch ms: journalctl starts at that second, so entries up to a second older may come too. */
+  sinceMs?: number | null;
+  /** Journals with at least this many bytes of files are read in parts; Infinity reads in one. */
+  parallelMinBytes?: number;
+}
+
+/** The first entry journalctl shows with these arguments, as `--output=json` gives it; null if none. */
+export function journalProbe(journalctl: string, directory: string): Probe {
+  return async (extra) => {
+    const output = ['--output=json', '--output-fields=__REALTIME_TIMESTAMP'];
+    const child = spawn(journalctl, journalctlArgs(directory, extra, output), {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    child.once('error', () => {});
+    let text = '';
+    try {
+      for await (const chunk of child.stdout!) {
+        text += (chunk as Buffer).toString('latin1');
+        const newline = text.indexOf('\n');
+        if (newline >= 0) return markOf(text.slice(0, newline));
+        if (text.length > MAX_PROBE_CHARS) return null;
+      }
+      return null;
+    } finally {
+      kill(child);
+    }
+  };
+}
+
 /**
  * Every kernel-transport entry in a journal directory, in journal order, one batch per chunk read
- * from journalctl; then done. Throws when journalctl cannot run or fails. With `sinceMs` (epoch ms),
- * journalctl starts at that second, so entries up to a second older may come too.
+ * from journalctl; then done. Throws when journalctl cannot run or fails. A large journal is read by
+ * one journalctl per core at once (see journal-parts.ts).
  */
 export async function* readJournalOnce(
   directory: string,
-  journalctl: string = DEFAULT_JOURNALCTL,
-  sinceMs: number | null = null,
+  options: ReadJournalOptions = {},
 ): AsyncGenerator<readonly LogRecord[]> {
-  const stderr = new StderrLines();
+  const journalctl = options.journalctl ?? DEFAULT_JOURNALCTL;
+  const sinceMs = options.sinceMs ?? null;
   const since = sinceMs === null ? [] : [`--since=@${Math.floor(sinceMs / 1000)}`];
-  const child = startJournalctl(journalctl, journalctlArgs(directory, since), stderr);
-  const exited = exitOf(child);
-  const reader = new ExportReader();
+  const cores = availableParallelism();
+  const large =
+    cores > 1 && (await journalBytes(directory)) >= (options.parallelMinBytes ?? PARALLEL_MIN_BYTES);
+  const parts = large
+    ? await planParts(journalProbe(journalctl, directory), since, cores)
+    : [{ startArgs: since, stopAt: null }];
+  const started = parts.map((part, i) => {
+    const stderr = new StderrLines();
+    const child = startJournalctl(journalctl, journalctlArgs(directory, part.startArgs), stderr);
+    const limit = i === 0 ? DUE_READ_AHEAD_BYTES : Math.floor(READ_AHEAD_BYTES / (parts.length - 1));
+    const readAhead = new ReadAhead(child.stdout!, limit);
+    return { part, stderr, child, exited: exitOf(child), readAhead };
+  });
   try {
-    for await (const chunk of child.stdout!) {
-      const records = toRecords(reader.push(chunk as Buffer), () => {});
-      if (records.length > 0) yield records;
-    }
-    reader.end();
-    const exit = await exited;
-    if (exit.kind === 'error' || exit.code !== 0) {
-      throw new Error([describeExit(exit, journalctl), ...stderr.last].join(': '));
+    for (const { part, stderr, child, exited, readAhead } of started) {
+      const reader = new ExportReader(() => {}, part.stopAt);
+      for await (const chunk of readAhead) {
+        const records = toRecords(reader.push(chunk), () => {});
+        if (records.length > 0) yield records;
+        if (reader.stopped) break;
+      }
+      if (reader.stopped) {
+        kill(child);
+        continue;
+      }
+      reader.end();
+      const exit = await exited;
+      if (exit.kind === 'error' || exit.code !== 0) {
+        throw new Error([describeExit(exit, journalctl), ...stderr.last].join(': '));
+      }
+      // This part read on to the end of the journal without meeting the next one's first entry
+      // (only if the files changed meanwhile): it read what the later parts hold as well.
+      return;
     }
   } finally {
-    kill(child);
+    for (const { child } of started) kill(child);
   }
 }
 
@@ -204,7 +258,7 @@ interface CursorCheckpoint {
 function isCursorCheckpoint(value: unknown): value is CursorCheckpoint {
   if (typeof value !== 'object' || value === null) return false;
   const { cursor } = value as { cursor?: unknown };
-  return typeof cursor === 'string' && cursor.length <= MAX_CURSOR_LENGTH && CURSOR_PATTERN.test(cursor);
+  return typeof cursor === 'string' && isCursor(cursor);
 }
 
 /**

@@ -56,7 +56,7 @@ const range = (first: number, last: number): string[] =>
 
 async function readAll(directory: string, journalctl?: string): Promise<LogRecord[]> {
   const records: LogRecord[] = [];
-  for await (const batch of readJournalOnce(directory, journalctl)) records.push(...batch);
+  for await (const batch of readJournalOnce(directory, { journalctl })) records.push(...batch);
   return records;
 }
 
