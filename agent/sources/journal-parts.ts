@@ -115,11 +115,12 @@ export function markOf(line: string): EntryMark | null {
 }
 
 /**
- * A stream's chunks, read as they come and kept until taken, up to `limit` bytes: past it the stream
- * is paused, so the process writing it waits rather than memory growing.
+ * What a stream's chunks turn into, made as the chunks come and kept until taken, up to `limit` bytes
+ * of chunks: past it the stream is paused, so the process writing it waits rather than memory growing.
+ * Parsing as the chunks come spreads that work over the whole read instead of leaving it for the end.
  */
-export class ReadAhead {
-  private readonly chunks: Buffer[] = [];
+export class ReadAhead<T> {
+  private readonly items: { item: T; size: number }[] = [];
   private bytes = 0;
   private ended = false;
   private failure: Error | null = null;
@@ -127,13 +128,19 @@ export class ReadAhead {
   private readonly stream: Readable;
   private readonly limit: number;
 
-  constructor(stream: Readable, limit: number) {
+  /** `parse` gives what a chunk holds (null for nothing); once `done` says so, the rest is not read. */
+  constructor(stream: Readable, limit: number, parse: (chunk: Buffer) => T | null, done: () => boolean) {
     this.stream = stream;
     this.limit = limit;
     stream.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.bytes += chunk.length;
-      if (this.bytes >= this.limit) stream.pause();
+      if (this.ended) return;
+      const item = parse(chunk);
+      if (item !== null) {
+        this.items.push({ item, size: chunk.length });
+        this.bytes += chunk.length;
+      }
+      if (done()) this.ended = true;
+      if (this.ended || this.bytes >= this.limit) stream.pause();
       this.signal();
     });
     stream.on('end', () => {
@@ -146,7 +153,7 @@ export class ReadAhead {
     });
   }
 
-  /** Bytes read and not yet taken. */
+  /** Bytes of chunks whose items are not yet taken. */
   get held(): number {
     return this.bytes;
   }
@@ -157,13 +164,13 @@ export class ReadAhead {
     wake?.();
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
     for (;;) {
-      const chunk = this.chunks.shift();
-      if (chunk !== undefined) {
-        this.bytes -= chunk.length;
+      const next = this.items.shift();
+      if (next !== undefined) {
+        this.bytes -= next.size;
         if (this.bytes < this.limit && !this.ended) this.stream.resume();
-        yield chunk;
+        yield next.item;
         continue;
       }
       if (this.failure !== null) throw this.failure;

@@ -210,17 +210,17 @@ export async function* readJournalOnce(
     const stderr = new StderrLines();
     const child = startJournalctl(journalctl, journalctlArgs(directory, part.startArgs), stderr);
     const limit = i === 0 ? DUE_READ_AHEAD_BYTES : Math.floor(READ_AHEAD_BYTES / (parts.length - 1));
-    const readAhead = new ReadAhead(child.stdout!, limit);
-    return { part, stderr, child, exited: exitOf(child), readAhead };
+    const reader = new ExportReader(() => {}, part.stopAt);
+    const parse = (chunk: Buffer): LogRecord[] | null => {
+      const records = toRecords(reader.push(chunk), () => {});
+      return records.length > 0 ? records : null;
+    };
+    const readAhead = new ReadAhead(child.stdout!, limit, parse, () => reader.stopped);
+    return { stderr, child, exited: exitOf(child), reader, readAhead };
   });
   try {
-    for (const { part, stderr, child, exited, readAhead } of started) {
-      const reader = new ExportReader(() => {}, part.stopAt);
-      for await (const chunk of readAhead) {
-        const records = toRecords(reader.push(chunk), () => {});
-        if (records.length > 0) yield records;
-        if (reader.stopped) break;
-      }
+    for (const { stderr, child, exited, reader, readAhead } of started) {
+      yield* readAhead;
       if (reader.stopped) {
         kill(child);
         continue;

@@ -205,9 +205,11 @@ describe('markOf', () => {
 });
 
 describe('ReadAhead', () => {
-  it('holds up to its limit, pauses the stream there, and resumes it as chunks are taken', async () => {
+  const asIs = (chunk: Buffer): Buffer => chunk;
+
+  it('holds up to its limit, pauses the stream there, and resumes it as items are taken', async () => {
     const stream = new PassThrough();
-    const ahead = new ReadAhead(stream, 4096);
+    const ahead = new ReadAhead(stream, 4096, asIs, () => false);
     const chunks = Array.from({ length: 10 }, (_, i) => Buffer.alloc(1024, i));
     for (const chunk of chunks) stream.write(chunk);
     stream.end();
@@ -220,9 +222,27 @@ describe('ReadAhead', () => {
     expect(ahead.held).toBe(0);
   });
 
+  it('gives what each chunk parses into, and reads nothing more once done', async () => {
+    const stream = new PassThrough();
+    let seen = 0;
+    const parse = (chunk: Buffer): string | null => {
+      seen++;
+      return chunk.toString() === 'skip' ? null : chunk.toString();
+    };
+    const ahead = new ReadAhead(stream, 1 << 20, parse, () => seen === 3);
+    for (const text of ['a', 'skip', 'b', 'c', 'd']) {
+      stream.write(text);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const taken: string[] = [];
+    for await (const item of ahead) taken.push(item);
+    expect(taken).toEqual(['a', 'b']);
+    expect(seen).toBe(3);
+  });
+
   it('passes on an error of the stream', async () => {
     const stream = new PassThrough();
-    const ahead = new ReadAhead(stream, 4096);
+    const ahead = new ReadAhead(stream, 4096, asIs, () => false);
     stream.destroy(new Error('EIO'));
     await expect(
       (async () => {
