@@ -1,34 +1,22 @@
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { journalProbe, readJournalOnce } from '../../agent/sources/journal.ts';
 import { ExportReader } from '../../agent/sources/journal-export.ts';
 import { type EntryMark, markOf, planParts, ReadAhead } from '../../agent/sources/journal-parts.ts';
 import type { LogRecord } from '../../agent/sources/source.ts';
+import { caseDirs } from '../support/case-dirs.ts';
 import {
   appendJournal,
   calicoMessage,
   type JournalEntry,
   journalctlSpy,
   MACHINE_ID,
-  tempDir,
 } from '../support/journal.ts';
 
-let root: string;
-let dirCount = 0;
-
-beforeAll(async () => {
-  root = await tempDir('journal-parts');
-});
-
-afterAll(() => rm(root, { recursive: true, force: true }));
-
-async function newDir(): Promise<string> {
-  const dir = join(root, `case-${++dirCount}`);
-  await mkdir(dir);
-  return dir;
-}
+const dirs = caseDirs('journal-parts');
+const newDir = dirs.next;
 
 async function readAll(
   directory: string,

@@ -5,39 +5,27 @@ import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../agent/log.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { createParser } from '../../agent/parser/parse.ts';
 import { JournalSource, type JournalSourceOptions, readJournalOnce } from '../../agent/sources/journal.ts';
 import type { LogRecord } from '../../agent/sources/source.ts';
+import { caseDirs } from '../support/case-dirs.ts';
 import {
   appendJournal,
   calicoMessage,
   type JournalEntry,
   journalctlSpy,
   MACHINE_ID,
-  tempDir,
 } from '../support/journal.ts';
 
 const run = promisify(execFile);
 const MINUTE_US = 60_000_000;
 const EXPIRATION_MS = 10 * 60_000;
 
-let root: string;
-let dirCount = 0;
-
-beforeAll(async () => {
-  root = await tempDir('journal-source');
-});
-
-afterAll(() => rm(root, { recursive: true, force: true }));
-
-async function newDir(): Promise<string> {
-  const dir = join(root, `case-${++dirCount}`);
-  await mkdir(dir);
-  return dir;
-}
+const dirs = caseDirs('journal-source');
+const newDir = dirs.next;
 
 const nowUs = (): number => Date.now() * 1000;
 
@@ -200,10 +188,10 @@ describe('readJournalOnce', () => {
   });
 
   it('fails clearly when the directory cannot be read or journalctl is missing', async () => {
-    await expect(readAll(join(root, 'does-not-exist'))).rejects.toThrow(
+    await expect(readAll(join(dirs.root(), 'does-not-exist'))).rejects.toThrow(
       /journalctl exited with 1: Failed to open/,
     );
-    await expect(readAll(root, '/nonexistent/journalctl')).rejects.toThrow(/not found/);
+    await expect(readAll(dirs.root(), '/nonexistent/journalctl')).rejects.toThrow(/not found/);
   });
 });
 
