@@ -34,7 +34,7 @@ export const EXPORT_ERRORS = [
 ] as const;
 export type ExportError = (typeof EXPORT_ERRORS)[number];
 
-/** How journald spells a cursor: `key=hex` pairs joined by `;`. */
+/** How journald spells a cursor: `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`. */
 const CURSOR_PATTERN = /^[a-z]=[0-9a-f]+(;[a-z]=[0-9a-f]+)*$/;
 /** Real cursors are about 150 characters. */
 const MAX_CURSOR_LENGTH = 1024;

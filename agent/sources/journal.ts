@@ -38,7 +38,6 @@ const STDERR_LINES_LOGGED = 20;
 const STDERR_LINE_CHARS = 500;
 const STDERR_LINES_KEPT = 5;
 const KILL_TIMEOUT_MS = 5000;
-/** Cursors look like `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`. */
 const DIRECTORY_CHECK_MS = 2000;
 
 /**
