@@ -1,4 +1,11 @@
+import { LRUCache } from 'lru-cache';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+/**
+ * Series of packet_drops_count kept at most. Its labels name peers, and a peer outside the cluster is
+ * named by its DNS name or address: on a node that faces the internet, new ones come without end.
+ */
+export const DROP_SERIES_LIMIT = 5_000;
 
 /**
  * Every metric the agent exports. One instance per process (or per test), passed to each stage, so a
@@ -7,13 +14,17 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 export class Metrics {
   readonly registry = new Registry();
 
-  /** Compatible with box/kube-iptables-tailer: one count per drop posted, by peer names. */
+  /** Compatible with box/kube-iptables-tailer: one count per drop posted, by peer names. Use countDrop. */
   readonly packetDrops = new Counter({
     name: 'packet_drops_count',
-    help: 'Packet drops posted as events, by source and destination name',
+    help: `Packet drops posted as events, by source and destination name (the ${DROP_SERIES_LIMIT} pairs counted most recently)`,
     labelNames: ['src', 'dst'] as const,
     registers: [this.registry],
   });
+  readonly dropSeriesEvicted = this.counter(
+    'drop_series_evicted_total',
+    'packet_drops_count series removed to keep their number bounded, least recently counted first',
+  );
   readonly linesRead = this.counter(
     'lines_read_total',
     'Log lines (or journal entries) read from the source',
@@ -80,8 +91,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(options: { defaultMetrics?: boolean } = {}) {
+  /** The packet_drops_count series in the registry, by their label pair; the least recently counted goes first. */
+  private readonly dropSeries: LRUCache<string, { src: string; dst: string }>;
+
+  constructor(options: { defaultMetrics?: boolean; dropSeriesLimit?: number } = {}) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    this.dropSeries = new LRUCache({
+      max: options.dropSeriesLimit ?? DROP_SERIES_LIMIT,
+      dispose: (labels, _key, reason) => {
+        if (reason !== 'evict') return;
+        this.packetDrops.remove(labels);
+        this.dropSeriesEvicted.inc();
+      },
+    });
+  }
+
+  /** One drop posted between the peers so named. */
+  countDrop(src: string, dst: string): void {
+    const key = JSON.stringify([src, dst]);
+    if (this.dropSeries.get(key) === undefined) this.dropSeries.set(key, { src, dst });
+    this.packetDrops.inc({ src, dst });
   }
 
   private counter(name: string, help: string): Counter {

@@ -123,7 +123,7 @@ export class Pipeline {
       ...(dstPod === undefined ? [] : [toIntent(drop, dstPod, 'receive', srcName, host)]),
     ];
     this.repeats.markPosted(drop);
-    metrics.packetDrops.inc({ src: srcName, dst: dstName });
+    metrics.countDrop(srcName, dstName);
     for (const intent of intents) sink.submit(intent);
     return 'posted';
   }
