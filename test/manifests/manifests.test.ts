@@ -38,7 +38,7 @@ describe('manifests', () => {
     }[];
     const rules = docs.find((item) => item.kind === 'ClusterRole')?.rules ?? [];
     expect(Object.fromEntries(rules.map((rule) => [rule.resources.join(','), rule.verbs.sort()]))).toEqual({
-      pods: ['get', 'list', 'watch'],
+      pods: ['list', 'watch'],
       nodes: ['list', 'watch'],
       events: ['create', 'patch'],
     });
