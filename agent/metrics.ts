@@ -55,6 +55,10 @@ export class Metrics {
     'drops_held_total',
     'Drops with an unknown address that waited for the pod index to catch up (its watch reconnecting)',
   );
+  readonly dropsPostedLate = this.counter(
+    'drops_posted_late_total',
+    "Drop sides posted when their pod's Running status reached the pod index after the drop",
+  );
   readonly eventsCreated = this.counter('events_created_total', 'Events created in the API');
   readonly eventsPatched = this.counter(
     'events_patched_total',

@@ -3,6 +3,7 @@ import { dropMessage } from './events/message.ts';
 import { isExpired } from './filters/expiry.ts';
 import { RepeatFilter } from './filters/repeats.ts';
 import { HeldDrops, type IndexFreshness } from './locator/held-drops.ts';
+import { LatePods, type WaitingDrop, type WaitingSide } from './locator/late-pods.ts';
 import { peerName, type ReverseResolver } from './locator/naming.ts';
 import type { PodLocator } from './locator/pod-directory.ts';
 import type { Metrics } from './metrics.ts';
@@ -22,7 +23,10 @@ export interface PipelineParts {
   metrics: Metrics;
   /** Reverse DNS for peers that are neither pods nor nodes; absent in replay. */
   dns?: ReverseResolver;
-  /** The live pod watch; absent in replay, whose pods file is complete from the start. */
+  /**
+   * The live pod watch; absent in replay, whose pods file is complete from the start. With it, drop
+   * sides whose pod is unknown wait for podRunning (see LatePods).
+   */
   freshness?: IndexFreshness;
 }
 
@@ -66,6 +70,7 @@ export class Pipeline {
   private readonly parts: PipelineParts;
   private readonly repeats: RepeatFilter;
   private readonly held = new HeldDrops();
+  private readonly late = new LatePods();
 
   constructor(parts: PipelineParts) {
     this.parts = parts;
@@ -92,8 +97,48 @@ export class Pipeline {
     for (const drop of this.held.takeAll()) this.process(drop, now, false);
   }
 
+  /**
+   * The index has this pod Running (the live pod watch's upserts): the drop sides that waited for its
+   * addresses are posted now, unless expired or, for a drop not posted for its other side, repeated since.
+   */
+  podRunning(pod: PodRef, now: number): void {
+    if (pod.hostNetwork) return;
+    const { config, locator, metrics, sink, dns } = this.parts;
+    for (const { waiting, direction } of this.late.take(pod.ips, now)) {
+      const { drop } = waiting;
+      const [ip, peer] = direction === 'send' ? [drop.src, drop.dst] : [drop.dst, drop.src];
+      const target = eventPod(locator, ip);
+      if (target === undefined || isExpired(drop, now, config.expirationMs)) continue;
+      if (!waiting.posted) {
+        if (this.repeats.isRepeat(drop)) continue;
+        this.markPosted(waiting);
+      }
+      const peerText = peerName(peer, locator, config, dns);
+      sink.submit(toIntent(drop, target, direction, peerText, eventHost(drop, config.nodeName)));
+      metrics.dropsPostedLate.inc();
+    }
+  }
+
   private indexCurrent(): boolean {
     return this.parts.freshness?.current() ?? true;
+  }
+
+  /** Remembers the drop's flow as posted and counts it under its peers' names: once per drop, whatever its sides. */
+  private markPosted(waiting: WaitingDrop, srcName?: string, dstName?: string): void {
+    const { config, locator, metrics, dns } = this.parts;
+    const { drop } = waiting;
+    waiting.posted = true;
+    this.repeats.markPosted(drop);
+    metrics.countDrop(
+      srcName ?? peerName(drop.src, locator, config, dns),
+      dstName ?? peerName(drop.dst, locator, config, dns),
+    );
+  }
+
+  /** Lets a side whose address no pod or node has wait for a pod to appear there; only the live agent waits. */
+  private awaitPod(ip: string, side: WaitingSide): void {
+    if (this.parts.freshness === undefined || known(this.parts.locator, ip)) return;
+    this.late.wait(ip, side);
   }
 
   private process(drop: PacketDrop, now: number, indexBehind: boolean): DropOutcome {
@@ -110,6 +155,9 @@ export class Pipeline {
     if (indexBehind && !(known(locator, drop.src) && known(locator, drop.dst))) return 'held';
     const srcPod = eventPod(locator, drop.src);
     const dstPod = eventPod(locator, drop.dst);
+    const waiting: WaitingDrop = { drop, posted: false, seenAt: now };
+    if (srcPod === undefined) this.awaitPod(drop.src, { waiting, direction: 'send' });
+    if (dstPod === undefined) this.awaitPod(drop.dst, { waiting, direction: 'receive' });
     // Checked before naming, so traffic between unknown peers never costs a reverse DNS lookup.
     if (srcPod === undefined && dstPod === undefined) {
       metrics.dropsUnmatched.inc();
@@ -122,8 +170,7 @@ export class Pipeline {
       ...(srcPod === undefined ? [] : [toIntent(drop, srcPod, 'send', dstName, host)]),
       ...(dstPod === undefined ? [] : [toIntent(drop, dstPod, 'receive', srcName, host)]),
     ];
-    this.repeats.markPosted(drop);
-    metrics.countDrop(srcName, dstName);
+    this.markPosted(waiting, srcName, dstName);
     for (const intent of intents) sink.submit(intent);
     return 'posted';
   }

@@ -61,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
     freshness: podWatch,
     ...(config.reverseDns ? { dns: new ReverseDns() } : {}),
   });
+  // A pod's first drops may come before its Running status: their sides waited, and are posted now.
+  directory.onRunning((pod) => pipeline.podRunning(pod, Date.now()));
   const parse = createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now });
 
   let reading = false;

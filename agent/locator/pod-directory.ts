@@ -66,6 +66,12 @@ export class PodDirectory implements PodLocator, PodIndexSink, NodeIndexSink {
   private readonly nodes = new Map<string, readonly string[]>();
   private readonly nodeByAddress = new Map<string, string>();
   private runningCount = 0;
+  private runningListener: ((pod: PodRef) => void) | null = null;
+
+  /** Calls `listener` with every pod upserted Running, once the index has it. */
+  onRunning(listener: (pod: PodRef) => void): void {
+    this.runningListener = listener;
+  }
 
   /** Adds or replaces a pod (keyed by uid); the latest upsert wins ties between pods sharing an IP. */
   upsert(state: PodState): void {
@@ -77,6 +83,7 @@ export class PodDirectory implements PodLocator, PodIndexSink, NodeIndexSink {
       this.runningCount++;
     }
     this.nodeAddressByIp.add(nodeAddressesOf(state), key);
+    if (state.running) this.runningListener?.(state.pod);
   }
 
   /** Forgets a pod by uid (or namespace/name for a uid-less pod); false when it was not indexed. */

@@ -66,7 +66,8 @@ describe('reference story: netperf blocked by a Calico policy', () => {
     story = undefined;
   });
 
-  async function netperf(): Promise<string> {
+  /** Both pods, those in `runningNow` reported Running (the kubelet's part: there is no kubelet here). */
+  async function netperf(runningNow = [CLIENT, SERVER]): Promise<string> {
     const namespace = await createNamespace(cluster);
     for (const pod of [CLIENT, SERVER]) {
       await createPod(cluster, {
@@ -75,10 +76,14 @@ describe('reference story: netperf blocked by a Calico policy', () => {
         nodeName: NODE,
         labels: { app: 'netperf-operator', 'netperf-role': pod.role },
       });
-      await setPodRunning(cluster, namespace, pod.name, { podIPs: [pod.ip], hostIP: '10.128.0.2' });
+      if (runningNow.includes(pod)) await reportRunning(namespace, pod);
     }
     story = namespace;
     return namespace;
+  }
+
+  async function reportRunning(namespace: string, pod: typeof CLIENT): Promise<void> {
+    await setPodRunning(cluster, namespace, pod.name, { podIPs: [pod.ip], hostIP: '10.128.0.2' });
   }
 
   async function agentOn(journal: string, env: Record<string, string>): Promise<AgentProcess> {
@@ -170,5 +175,40 @@ describe('reference story: netperf blocked by a Calico policy', () => {
       'the repeat to be counted as suppressed',
     );
     expect(list.every((event) => event.count === 1)).toBe(true);
+  });
+
+  it('a client reported Running only after its first drop still gets its event', async () => {
+    const namespace = await netperf([SERVER]);
+    const journal = await mkdtemp(join(tmpdir(), 'journal-'));
+    const file = join(journal, 'system.journal');
+    await appendJournal(file, [{ message: 'Linux version 6.1.0 (boot)' }]);
+    const tailer = await agentOn(journal, { POD_IDENTIFIER: 'name', REVERSE_DNS: 'false' });
+
+    // The SYN and its retransmission, before the kubelet has reported the client Running.
+    await appendJournal(file, [drop(CLIENT.ip, SERVER.ip, 60353)]);
+    await waitFor(async () => (await events(cluster, namespace)).length === 1, 10_000, 'the server event');
+    await appendJournal(file, [drop(CLIENT.ip, SERVER.ip, 60353)]);
+    await waitFor(
+      async () => metricValue(await tailer.metrics(), 'kube_iptables_tailer_drops_suppressed_total') === 1,
+      5_000,
+      'the retransmission to be a repeat',
+    );
+
+    await reportRunning(namespace, CLIENT);
+    const list = await waitFor(
+      async () => {
+        const all = await events(cluster, namespace);
+        return all.length === 2 && all;
+      },
+      10_000,
+      'the client event',
+    );
+    expect(list.map((event) => `${event.involvedObject.name}: ${event.message}`).sort()).toEqual([
+      `${CLIENT.name}: Packet dropped when sending traffic to ${SERVER.name} (10.4.0.16) on port 12865/TCP`,
+      `${SERVER.name}: Packet dropped when receiving traffic from 10.4.1.6 on port 12865/TCP`,
+    ]);
+    const metrics = await tailer.metrics();
+    expect(metricValue(metrics, 'kube_iptables_tailer_drops_posted_late_total')).toBe(1);
+    expect(metricValue(metrics, 'packet_drops_count', `src="10.4.1.6",dst="${SERVER.name}"`)).toBe(1);
   });
 });

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { EventBook } from '../../agent/events/event-book.ts';
 import { HeldDrops, type IndexFreshness } from '../../agent/locator/held-drops.ts';
+import { LATE_POD_WINDOW_MS, LatePods } from '../../agent/locator/late-pods.ts';
 import { PodDirectory } from '../../agent/locator/pod-directory.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { type EventSink, Pipeline } from '../../agent/pipeline.ts';
-import type { EventIntent } from '../../agent/types.ts';
+import type { EventIntent, PacketDrop } from '../../agent/types.ts';
 import {
   calicoNode,
   client,
@@ -237,5 +238,144 @@ describe('HeldDrops', () => {
     expect(held.hold(c!)).toBe(a);
     expect(held.takeAll()).toEqual([b, c]);
     expect(held.size).toBe(0);
+  });
+});
+
+/** A live pipeline whose index is current (a flag stands in for the pod watch, as above). */
+describe('Pipeline when a pod is reported Running after its first drop', () => {
+  const newClient = { ...client, uid: 'uid-new-client', name: 'new-client', ips: ['10.4.3.3'] };
+  const newServer = { ...server, uid: 'uid-new-server', name: 'new-server', ips: ['10.4.3.4'] };
+  const current = { current: () => true };
+
+  function live(env: Record<string, string> = {}) {
+    const parts = setup({ POD_IDENTIFIER: 'name', ...env }, current);
+    const startsRunning = (ref: typeof client, now: number): void => {
+      parts.locator.upsert(running(ref));
+      parts.pipeline.podRunning(ref, now);
+    };
+    return { ...parts, startsRunning };
+  }
+
+  it('posts the new pod its side of a drop posted for the other side, counted once', async () => {
+    const { pipeline, metrics, summary, startsRunning } = live();
+    expect(pipeline.handle(drop({ src: '10.4.3.3' }), T0)).toBe('posted');
+    expect(summary()).toEqual([
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from 10.4.3.3 on port 12865/TCP',
+    ]);
+    // Its retransmission is a repeat, as before: only the late side can give the client its event.
+    expect(pipeline.handle(drop({ src: '10.4.3.3', time: T0 + 1000 }), T0 + 1000)).toBe('suppressed');
+    startsRunning(newClient, T0 + 2000);
+    expect(summary().slice(1)).toEqual([
+      'new-client send: Packet dropped when sending traffic to netperf-server-42010a80017f (10.4.0.16) on port 12865/TCP',
+    ]);
+    expect(await value(metrics.dropsPostedLate)).toBe(1);
+    expect(await value(metrics.packetDrops, { src: '10.4.3.3', dst: 'netperf-server-42010a80017f' })).toBe(1);
+    expect(await value(metrics.packetDrops, { src: 'new-client' })).toBe(0);
+    // Taken: a second Running report of the same pod posts nothing more.
+    startsRunning(newClient, T0 + 3000);
+    expect(summary()).toHaveLength(2);
+  });
+
+  it('posts each side of an unmatched drop as its pod appears, and counts the drop once', async () => {
+    const { pipeline, sink, metrics, summary, startsRunning } = live();
+    const between = drop({ src: '10.4.3.3', dst: '10.4.3.4' });
+    expect(pipeline.handle(between, T0)).toBe('unmatched');
+    expect(pipeline.handle({ ...between, srcPort: 60354, time: T0 + 1000 }, T0 + 1000)).toBe('unmatched');
+    startsRunning(newServer, T0 + 1500);
+    startsRunning(newClient, T0 + 2000);
+    expect(summary()).toEqual([
+      'new-server receive: Packet dropped when receiving traffic from 10.4.3.3 on port 12865/TCP',
+      'new-client send: Packet dropped when sending traffic to new-server (10.4.3.4) on port 12865/TCP',
+    ]);
+    // The first drop of the flow, by its own log time; the retransmission waits no more than it posts.
+    expect(sink.intents.map((intent) => intent.time)).toEqual([T0, T0]);
+    const counted = (await metrics.packetDrops.get()).values.map((sample) => sample.value);
+    expect(counted).toEqual([1]);
+    expect(pipeline.handle({ ...between, time: T0 + 3000 }, T0 + 3000)).toBe('suppressed');
+  });
+
+  it('posts nothing for a drop that expired, waited too long, or whose flow was posted meanwhile', async () => {
+    const { pipeline, summary, startsRunning } = live({ PACKET_DROP_EXPIRATION_MINUTES: '1' });
+    pipeline.handle(drop({ src: '10.4.3.3' }), T0);
+    startsRunning(newClient, T0 + MINUTE);
+    expect(summary()).toHaveLength(1);
+
+    const other = live();
+    other.pipeline.handle(drop({ src: '10.4.3.3' }), T0);
+    other.startsRunning(newClient, T0 + LATE_POD_WINDOW_MS + 1);
+    expect(other.summary()).toHaveLength(1);
+
+    const again = live();
+    again.pipeline.handle(drop({ src: '10.4.3.3', dst: '10.4.3.4' }), T0);
+    again.locator.upsert(running(newClient));
+    again.locator.upsert(running(newServer));
+    expect(again.pipeline.handle(drop({ src: '10.4.3.3', dst: '10.4.3.4', time: T0 + 500 }), T0 + 500)).toBe(
+      'posted',
+    );
+    again.pipeline.podRunning(newClient, T0 + 600);
+    again.pipeline.podRunning(newServer, T0 + 600);
+    expect(again.sink.intents.map((intent) => intent.time)).toEqual([T0 + 500, T0 + 500]);
+  });
+
+  it('gives a hostNetwork pod no late side, and waits for nothing in replay', () => {
+    const { pipeline, summary, startsRunning } = live();
+    // 10.128.0.2 is the hostNetwork calico-node pod's (its node's) address.
+    pipeline.handle(drop({ src: '10.128.0.2', dst: '10.4.3.4' }), T0);
+    startsRunning({ ...newServer, ips: ['10.4.3.4'] }, T0 + 500);
+    expect(summary()).toEqual([
+      'new-server receive: Packet dropped when receiving traffic from gke-cluster-k8s-default-pool-d4371b02-9s00 (10.128.0.2) on port 12865/TCP',
+    ]);
+    startsRunning({ ...calicoNode, uid: 'uid-calico-2' }, T0 + 600);
+    expect(summary()).toHaveLength(1);
+
+    const replay = setup({ POD_IDENTIFIER: 'name' });
+    replay.pipeline.handle(drop({ src: '10.4.3.3' }), T0);
+    replay.locator.upsert(running(newClient));
+    replay.pipeline.podRunning(newClient, T0 + 500);
+    expect(replay.sink.intents).toHaveLength(1);
+  });
+});
+
+describe('PodDirectory.onRunning', () => {
+  it('reports each pod upserted Running, after indexing it, and no other', () => {
+    const directory = new PodDirectory();
+    const seen: string[] = [];
+    directory.onRunning((ref) => seen.push(`${ref.name} ${directory.podByIp(ref.ips[0]!)?.name}`));
+    directory.upsert({ pod: client, running: false, hostIps: [] });
+    directory.upsert(running(server));
+    directory.replacePods([client]);
+    expect(seen).toEqual([
+      'netperf-server-42010a80017f netperf-server-42010a80017f',
+      'netperf-client-42010a80017f netperf-client-42010a80017f',
+    ]);
+  });
+});
+
+describe('LatePods', () => {
+  const side = (overrides: Partial<PacketDrop>, direction: 'send' | 'receive' = 'send') => ({
+    waiting: { drop: drop(overrides), posted: false, seenAt: T0 },
+    direction,
+  });
+
+  it('keeps one side per flow and direction, and a few flows per address', () => {
+    const late = new LatePods();
+    late.wait('10.4.3.3', side({ srcPort: 1 }));
+    late.wait('10.4.3.3', side({ srcPort: 2 }));
+    late.wait('10.4.3.3', side({ srcPort: 3 }, 'receive'));
+    for (let port = 1; port <= 20; port++) late.wait('10.4.3.3', side({ dstPort: 1000 + port }));
+    const taken = late.take(['10.4.3.3'], T0);
+    expect(taken).toHaveLength(8);
+    expect(taken.slice(0, 2).map((s) => `${s.direction} ${s.waiting.drop.srcPort}`)).toEqual([
+      'send 1',
+      'receive 3',
+    ]);
+    expect(late.take(['10.4.3.3'], T0)).toEqual([]);
+  });
+
+  it('forgets the least recently seen address first, past its bound', () => {
+    const late = new LatePods();
+    for (let i = 0; i < 5000; i++) late.wait(`10.5.${i >> 8}.${i & 255}`, side({}));
+    expect(late.take(['10.5.0.0'], T0)).toEqual([]);
+    expect(late.take(['10.5.19.135'], T0)).toHaveLength(1);
   });
 });
