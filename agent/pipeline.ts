@@ -106,15 +106,14 @@ export class Pipeline {
     const { config, locator, metrics, sink, dns } = this.parts;
     for (const { waiting, direction } of this.late.take(pod.ips, now)) {
       const { drop } = waiting;
-      const [ip, peer] = direction === 'send' ? [drop.src, drop.dst] : [drop.dst, drop.src];
-      const target = eventPod(locator, ip);
+      const target = eventPod(locator, direction === 'send' ? drop.src : drop.dst);
       if (target === undefined || isExpired(drop, now, config.expirationMs)) continue;
-      if (!waiting.posted) {
-        if (this.repeats.isRepeat(drop)) continue;
-        this.markPosted(waiting);
-      }
-      const peerText = peerName(peer, locator, config, dns);
-      sink.submit(toIntent(drop, target, direction, peerText, eventHost(drop, config.nodeName)));
+      if (!waiting.posted && this.repeats.isRepeat(drop)) continue;
+      const srcName = peerName(drop.src, locator, config, dns);
+      const dstName = peerName(drop.dst, locator, config, dns);
+      if (!waiting.posted) this.markPosted(waiting, srcName, dstName);
+      const peer = direction === 'send' ? dstName : srcName;
+      sink.submit(toIntent(drop, target, direction, peer, eventHost(drop, config.nodeName)));
       metrics.dropsPostedLate.inc();
     }
   }
@@ -124,15 +123,10 @@ export class Pipeline {
   }
 
   /** Remembers the drop's flow as posted and counts it under its peers' names: once per drop, whatever its sides. */
-  private markPosted(waiting: WaitingDrop, srcName?: string, dstName?: string): void {
-    const { config, locator, metrics, dns } = this.parts;
-    const { drop } = waiting;
+  private markPosted(waiting: WaitingDrop, srcName: string, dstName: string): void {
     waiting.posted = true;
-    this.repeats.markPosted(drop);
-    metrics.countDrop(
-      srcName ?? peerName(drop.src, locator, config, dns),
-      dstName ?? peerName(drop.dst, locator, config, dns),
-    );
+    this.repeats.markPosted(waiting.drop);
+    this.parts.metrics.countDrop(srcName, dstName);
   }
 
   /** Lets a side whose address no pod or node has wait for a pod to appear there; only the live agent waits. */
