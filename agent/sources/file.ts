@@ -26,16 +26,19 @@
  *   agent was not running are missed (the journal source reads back PACKET_DROP_EXPIRATION_MINUTES
  *   instead, but a file has no cheap index by time).
  * - The checkpoint's file is at the path: resume at the offset.
- * - It is at `<path>.1` (rotated while the agent was down): read that from the offset to its end, then
- *   the file at the path from 0.
- * - Neither (rotated twice, deleted, truncated or replaced while down): the file at the path from 0.
+ * - It was rotated while the agent was down: it is found by its identity among the uncompressed
+ *   rotated names beside the path (`<path>.1`, `<path>.2`, dateext's `<path>-20261123`); that file
+ *   is read from the offset to its end, then the file at the path from 0. Rotated files in between
+ *   (rotated twice while down) are not read: their drops are older than the expiry, unless rotation
+ *   is by size on a busy node.
+ * - Not found (deleted, compressed, truncated or replaced while down): the file at the path from 0.
  * - A file that appears at the path after the start (it was missing, a directory, ...) is read from 0.
  */
 
 import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type FSWatcher, watch } from 'node:fs';
-import { type FileHandle, open, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { MAX_LINE_LENGTH } from '../parser/lines.ts';
@@ -48,8 +51,10 @@ const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
 const CHUNK_BYTES = 64 * 1024;
 const DEFAULT_MAX_LINE_BYTES = MAX_LINE_LENGTH;
-/** logrotate's name for the previous file, looked at only when resuming from a checkpoint. */
+/** logrotate's name for the previous file: the checkpoint's file is looked for there first. */
 const ROTATED_SUFFIX = '.1';
+/** logrotate compresses into a new file: a compressed rotation never has the checkpoint's inode. */
+const COMPRESSED = /\.(gz|xz|bz2|zst|lz4|Z)$/;
 /** How many leading bytes identify a file's content, next to its inode number. */
 const HEAD_BYTES = 1024;
 const NEWLINE = 0x0a;
@@ -163,6 +168,27 @@ async function inspect(path: string): Promise<Found> {
 type Opened = { kind: 'open'; handle: FileHandle; id: FileId; size: number };
 
 /** Whether the opened file is the checkpoint's: the same inode, long enough, with the same first bytes. */
+/**
+ * Where logrotate may have moved the file at `path`: `<path>.1`, then the other uncompressed names
+ * beside it that extend the path's (numbered, dated, any suffix), sorted.
+ */
+async function rotatedNames(path: string): Promise<string[]> {
+  const directory = dirname(path);
+  const base = basename(path);
+  const isRotation = (name: string): boolean =>
+    name.startsWith(base) && /^[.-]/.test(name.slice(base.length)) && !COMPRESSED.test(name);
+  const first = path + ROTATED_SUFFIX;
+  const names = await readdir(directory).catch(() => []);
+  const others = names.filter(isRotation).map((name) => join(directory, name));
+  return [first, ...others.filter((name) => name !== first).sort()];
+}
+
+/** Whether the path names the checkpoint's inode; a stat only, so that other files are never opened. */
+async function hasInodeOf(path: string, position: Position): Promise<boolean> {
+  const info = await stat(path, { bigint: true }).catch(() => null);
+  return info !== null && String(info.dev) === position.dev && String(info.ino) === position.ino;
+}
+
 async function holdsPosition(opened: Opened, position: Position): Promise<boolean> {
   if (position.dev !== String(opened.id.dev) || position.ino !== String(opened.id.ino)) return false;
   if (position.offset > opened.size) return false;
@@ -404,14 +430,16 @@ export class FileSource implements LogSource {
   }
 
   private async openRotated(position: Position): Promise<TailedFile | null> {
-    const name = this.path + ROTATED_SUFFIX;
-    const opened = await openRegular(name);
-    if (opened.kind !== 'open') return null;
-    // A rotated file that cannot be read is treated as not the checkpoint's: reading goes on at the path.
-    if (await holdsPosition(opened, position).catch(() => false)) {
-      return this.tailed(opened, name, { offset: position.offset });
+    for (const name of await rotatedNames(this.path)) {
+      if (!(await hasInodeOf(name, position))) continue;
+      const opened = await openRegular(name);
+      if (opened.kind !== 'open') continue;
+      // A rotated file that cannot be read is treated as not the checkpoint's: reading goes on at the path.
+      if (await holdsPosition(opened, position).catch(() => false)) {
+        return this.tailed(opened, name, { offset: position.offset });
+      }
+      await opened.handle.close();
     }
-    await opened.handle.close();
     return null;
   }
 

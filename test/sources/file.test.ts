@@ -466,6 +466,29 @@ describe('FileSource: checkpoints', () => {
     expect(second.messages('rotated while stopped')).toHaveLength(1);
   });
 
+  it.each([
+    ['dateext', '-20261123'],
+    ['rotated twice, without compression', '.2'],
+  ])('finds the checkpointed file under another rotated name (%s)', async (_, suffix) => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const first = await Tail.start(c);
+    await appendFile(c.path, 'a1\n');
+    await first.through('a1');
+    await first.stop();
+
+    await appendFile(c.path, 'a2\n');
+    await rename(c.path, c.path + suffix);
+    // Decoys: a newer rotation, a compressed one and a file whose name only starts like the path's.
+    await writeFile(c.rotated, 'x1\n');
+    await writeFile(`${c.path}.3.gz`, 'x2\n');
+    await writeFile(`${c.path}ger`, 'x3\n');
+    await writeFile(c.path, 'b1\n');
+    const second = new Tail(c, {});
+    expect([...first.lines, ...(await second.through('b1'))]).toEqual(['a1', 'a2', 'b1']);
+    expect(second.messages('rotated while stopped')).toHaveLength(1);
+  });
+
   it('reads the file at the path from 0 when the checkpointed file is gone', async () => {
     const c = await newCase();
     await writeFile(c.path, 'old\n');
