@@ -57,6 +57,25 @@ describe('ParserPool', () => {
     expect(results.at(-1)!.output).toContain('"length":9999');
   });
 
+  it('sends each segment to the worker with the fewest in hand, so one slow segment holds up no other', async () => {
+    const big = join(dir, 'big.log');
+    const small = join(dir, 'small.log');
+    await writeFile(big, fileText(50_000));
+    await writeFile(small, fileText(10));
+    const finished: string[] = [];
+    const bigDone = pool.parse({ path: big, start: 0, end: Number.POSITIVE_INFINITY }).then(() => {
+      finished.push('big');
+    });
+    // Each small segment is sent while the big one is in hand: the idle worker gets every one of them
+    // (taking turns would queue every second one behind the big segment).
+    for (let k = 0; k < 4; k++) {
+      await pool.parse({ path: small, start: 0, end: Number.POSITIVE_INFINITY });
+      finished.push(`small ${k}`);
+    }
+    await bigDone;
+    expect(finished).toEqual(['small 0', 'small 1', 'small 2', 'small 3', 'big']);
+  });
+
   it('rejects the segment of a file it cannot read, and goes on with the next', async () => {
     const missing = pool.parse({ path: '/nonexistent/kern.log', start: 0, end: 100 });
     await expect(missing).rejects.toThrow(/ENOENT/);
