@@ -167,7 +167,6 @@ async function inspect(path: string): Promise<Found> {
 
 type Opened = { kind: 'open'; handle: FileHandle; id: FileId; size: number };
 
-/** Whether the opened file is the checkpoint's: the same inode, long enough, with the same first bytes. */
 /**
  * Where logrotate may have moved the file at `path`: `<path>.1`, then the other uncompressed names
  * beside it that extend the path's (numbered, dated, any suffix), sorted.
@@ -183,14 +182,19 @@ async function rotatedNames(path: string): Promise<string[]> {
   return [first, ...others.filter((name) => name !== first).sort()];
 }
 
+function isInodeOf(id: FileId, position: Position): boolean {
+  return String(id.dev) === position.dev && String(id.ino) === position.ino;
+}
+
 /** Whether the path names the checkpoint's inode; a stat only, so that other files are never opened. */
 async function hasInodeOf(path: string, position: Position): Promise<boolean> {
   const info = await stat(path, { bigint: true }).catch(() => null);
-  return info !== null && String(info.dev) === position.dev && String(info.ino) === position.ino;
+  return info !== null && isInodeOf(info, position);
 }
 
+/** Whether the opened file is the checkpoint's: the same inode, long enough, with the same first bytes. */
 async function holdsPosition(opened: Opened, position: Position): Promise<boolean> {
-  if (position.dev !== String(opened.id.dev) || position.ino !== String(opened.id.ino)) return false;
+  if (!isInodeOf(opened.id, position)) return false;
   if (position.offset > opened.size) return false;
   return (await headOf(opened.handle, headLength(position.offset))).hash === position.head;
 }
