@@ -447,16 +447,21 @@ describe('FileSource: checkpoints', () => {
     expect(tail.lines).toEqual(['a1']);
   });
 
-  it('finishes the rotated file `.1` after a rotation while stopped, then reads the new file from 0', async () => {
-    const c = await newCase();
+  /** A tail stopped after a1; then a2 is appended and the file renamed to `rotatedName`, as logrotate does. */
+  async function rotatedWhileStopped(c: Case, rotatedName: string): Promise<Tail> {
     await writeFile(c.path, '');
     const first = await Tail.start(c);
     await appendFile(c.path, 'a1\n');
     await first.through('a1');
     await first.stop();
-
     await appendFile(c.path, 'a2\n');
-    await rename(c.path, c.rotated);
+    await rename(c.path, rotatedName);
+    return first;
+  }
+
+  it('finishes the rotated file `.1` after a rotation while stopped, then reads the new file from 0', async () => {
+    const c = await newCase();
+    const first = await rotatedWhileStopped(c, c.rotated);
     await appendFile(c.rotated, 'a3\n');
     await writeFile(c.path, 'b1\n');
     const second = new Tail(c, {});
@@ -471,14 +476,7 @@ describe('FileSource: checkpoints', () => {
     ['rotated twice, without compression', '.2'],
   ])('finds the checkpointed file under another rotated name (%s)', async (_, suffix) => {
     const c = await newCase();
-    await writeFile(c.path, '');
-    const first = await Tail.start(c);
-    await appendFile(c.path, 'a1\n');
-    await first.through('a1');
-    await first.stop();
-
-    await appendFile(c.path, 'a2\n');
-    await rename(c.path, c.path + suffix);
+    const first = await rotatedWhileStopped(c, c.path + suffix);
     // Decoys: a newer rotation, a compressed one and a file whose name only starts like the path's.
     await writeFile(c.rotated, 'x1\n');
     await writeFile(`${c.path}.3.gz`, 'x2\n');
