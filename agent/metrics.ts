@@ -33,12 +33,11 @@ export class Metrics {
     'lines_parsed_total',
     'Lines that carried the prefix and parsed into a drop',
   );
-  readonly linesInvalid = new Counter({
-    name: 'kube_iptables_tailer_lines_invalid_total',
-    help: 'Lines that carried the prefix but could not be parsed, by reason',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
+  readonly linesInvalid = this.labelled(
+    'lines_invalid_total',
+    'Lines that carried the prefix but could not be parsed, by reason',
+    ['reason'] as const,
+  );
   readonly dropsExpired = this.counter(
     'drops_expired_total',
     'Drops older than PACKET_DROP_EXPIRATION_MINUTES',
@@ -50,6 +49,23 @@ export class Metrics {
   readonly dropsUnmatched = this.counter(
     'drops_unmatched_total',
     'Drops where neither address is a Running pod',
+  );
+  readonly dropsPosted = this.counter(
+    'drops_posted_total',
+    'Drops with a Running pod on at least one side, handed to the Event writer when read',
+  );
+  readonly dropsFutureDated = this.counter(
+    'drops_future_dated_total',
+    'Drops dated more than a minute ahead of the node clock, taken as happening when read',
+  );
+  readonly dropSides = this.labelled(
+    'drop_sides_total',
+    "Pod sides of posted drops that reached the API: in an Event write of their own (written), joined to another side's pending write (merged), or in a combined scan Event (combined)",
+    ['outcome'] as const,
+  );
+  readonly readWaitSeconds = this.counter(
+    'read_wait_seconds_total',
+    'Time reading waited for pending Event writes to go out (back-pressure)',
   );
   readonly dropsHeld = this.counter(
     'drops_held_total',
@@ -64,36 +80,28 @@ export class Metrics {
     'events_patched_total',
     'Existing Events whose count was incremented',
   );
-  readonly eventsFailed = new Counter({
-    name: 'kube_iptables_tailer_events_failed_total',
-    help: 'Event writes that failed, by reason',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly eventsDropped = new Counter({
-    name: 'kube_iptables_tailer_events_dropped_total',
-    help: 'Event writes given up, by reason (expired, shutdown, already_counted, queue_full, forbidden, invalid, ...)',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly queueDepth = this.gauge('queue_depth', 'Events waiting to be written');
+  readonly eventsFailed = this.labelled('events_failed_total', 'Event writes that failed, by reason', [
+    'reason',
+  ] as const);
+  readonly eventsDropped = this.labelled(
+    'events_dropped_total',
+    'Drop sides whose Event write was given up, by reason (expired, shutdown, already_counted, forbidden, invalid, ...)',
+    ['reason'] as const,
+  );
+  readonly queueDepth = this.gauge('queue_depth', 'Distinct Events waiting to be written or updated');
   readonly podsIndexed = this.gauge('pods_indexed', 'Running pods in the pod index');
   readonly sourceLagSeconds = this.gauge(
     'source_lag_seconds',
     'Age of the newest log line read, by its own timestamp',
   );
-  readonly apiWatch = new Counter({
-    name: 'kube_iptables_tailer_api_watch_total',
-    help: 'Pod and node list-watch activity: lists, relists, watches, reconnects, events, by resource',
-    labelNames: ['resource', 'counter'] as const,
-    registers: [this.registry],
-  });
-  readonly sourceErrors = new Counter({
-    name: 'kube_iptables_tailer_source_errors_total',
-    help: 'Problems reading the log source, by reason',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
+  readonly apiWatch = this.labelled(
+    'api_watch_total',
+    'Pod and node list-watch activity: lists, relists, watches, reconnects, events, by resource',
+    ['resource', 'counter'] as const,
+  );
+  readonly sourceErrors = this.labelled('source_errors_total', 'Problems reading the log source, by reason', [
+    'reason',
+  ] as const);
 
   /** The packet_drops_count series in the registry, by their label pair; the least recently counted goes first. */
   private readonly dropSeries: LRUCache<string, { src: string; dst: string }>;
@@ -115,6 +123,15 @@ export class Metrics {
     const key = JSON.stringify([src, dst]);
     if (this.dropSeries.get(key) === undefined) this.dropSeries.set(key, { src, dst });
     this.packetDrops.inc({ src, dst });
+  }
+
+  private labelled<T extends string>(name: string, help: string, labelNames: readonly T[]): Counter<T> {
+    return new Counter({
+      name: `kube_iptables_tailer_${name}`,
+      help,
+      labelNames,
+      registers: [this.registry],
+    });
   }
 
   private counter(name: string, help: string): Counter {

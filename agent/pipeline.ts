@@ -1,18 +1,13 @@
 import type { Config } from './config.ts';
-import { dropMessage } from './events/message.ts';
-import { isExpired } from './filters/expiry.ts';
+import { Combiner } from './events/combine.ts';
+import { futureDated, isExpired } from './filters/expiry.ts';
 import { RepeatFilter } from './filters/repeats.ts';
 import { HeldDrops, type IndexFreshness } from './locator/held-drops.ts';
 import { LatePods, type WaitingDrop, type WaitingSide } from './locator/late-pods.ts';
 import { peerName, type ReverseResolver } from './locator/naming.ts';
 import type { PodLocator } from './locator/pod-directory.ts';
 import type { Metrics } from './metrics.ts';
-import type { Direction, EventIntent, PacketDrop, PodRef } from './types.ts';
-
-/** Where intents go: the EventBook in replay, the queued API writer in the live agent. Must not block. */
-export interface EventSink {
-  submit(intent: EventIntent): void;
-}
+import type { EventSink, PacketDrop, PodRef } from './types.ts';
 
 export type DropOutcome = 'expired' | 'suppressed' | 'held' | 'unmatched' | 'posted';
 
@@ -49,19 +44,9 @@ function known(locator: PodLocator, ip: string): boolean {
   return locator.podByIp(ip) !== undefined || locator.nodeByIp(ip) !== undefined;
 }
 
-function toIntent(
-  drop: PacketDrop,
-  pod: PodRef,
-  direction: Direction,
-  peer: string,
-  host: string,
-): EventIntent {
-  return { pod, direction, message: dropMessage(direction, drop, peer), time: drop.time, host, drop };
-}
-
 /**
- * One drop in, zero to two EventIntents out: expiry, repeat suppression, then a "send" event on the
- * source pod and a "receive" event on the destination pod. While the live pod index is behind, a drop
+ * One drop in, zero to two EventIntents out: clock sanity, expiry, repeat suppression, then a "send"
+ * event on the source pod and a "receive" event on the destination pod, scans combined (see Combiner). While the live pod index is behind, a drop
  * with an unknown address is held and located later (see HeldDrops). The same class serves replay and
  * the live agent; only the locator, sink, resolver and freshness differ. `now` is the caller's clock (the
  * log's in replay).
@@ -71,13 +56,19 @@ export class Pipeline {
   private readonly repeats: RepeatFilter;
   private readonly held = new HeldDrops();
   private readonly late = new LatePods();
+  private readonly combiner: Combiner;
 
   constructor(parts: PipelineParts) {
     this.parts = parts;
     this.repeats = new RepeatFilter(parts.config.repeatIntervalMs);
+    this.combiner = new Combiner(parts.config.repeatIntervalMs);
   }
 
-  handle(drop: PacketDrop, now: number): DropOutcome {
+  handle(read: PacketDrop, now: number): DropOutcome {
+    // A line from the future (a skewed host, a wrong year guessed for a yearless stamp) would move Events'
+    // last drop there and make every later drop of theirs look already counted.
+    const drop = futureDated(read, now) ? { ...read, time: now } : read;
+    if (drop !== read) this.parts.metrics.dropsFutureDated.inc();
     // Drops held earlier go first, so that a repeat suppresses the later drop and not the earlier one.
     this.release(now);
     const outcome = this.process(drop, now, !this.indexCurrent());
@@ -113,7 +104,8 @@ export class Pipeline {
       const dstName = peerName(drop.dst, locator, config, dns);
       if (!waiting.posted) this.markPosted(waiting, srcName, dstName);
       const peer = direction === 'send' ? dstName : srcName;
-      sink.submit(toIntent(drop, target, direction, peer, eventHost(drop, config.nodeName)));
+      const host = eventHost(drop, config.nodeName);
+      sink.submit(this.combiner.intent(drop, target, direction, peer, host, sink.overloaded()));
       metrics.dropsPostedLate.inc();
     }
   }
@@ -160,12 +152,14 @@ export class Pipeline {
     const srcName = peerName(drop.src, locator, config, dns);
     const dstName = peerName(drop.dst, locator, config, dns);
     const host = eventHost(drop, config.nodeName);
-    const intents = [
-      ...(srcPod === undefined ? [] : [toIntent(drop, srcPod, 'send', dstName, host)]),
-      ...(dstPod === undefined ? [] : [toIntent(drop, dstPod, 'receive', srcName, host)]),
-    ];
     this.markPosted(waiting, srcName, dstName);
-    for (const intent of intents) sink.submit(intent);
+    if (srcPod !== undefined) {
+      sink.submit(this.combiner.intent(drop, srcPod, 'send', dstName, host, sink.overloaded()));
+    }
+    if (dstPod !== undefined) {
+      sink.submit(this.combiner.intent(drop, dstPod, 'receive', srcName, host, sink.overloaded()));
+    }
+    metrics.dropsPosted.inc();
     return 'posted';
   }
 }

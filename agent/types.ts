@@ -48,10 +48,24 @@ export interface EventIntent {
   pod: PodRef;
   direction: Direction;
   message: string;
+  /**
+   * What makes two intents one Event (with the pod, reason and source): the message itself, except for a
+   * combined Event, whose message changes as peers are added while its subject stays.
+   */
+  subject: string;
+  /** Whether this side went to a combined Event (counted as combined, not written or merged). */
+  combined: boolean;
   /** Log time of the drop that caused it, epoch ms. */
   time: number;
   /** Node that saw the drop (source.host). */
   host: string;
   /** The drop itself, for metrics and retry deadlines. */
   drop: PacketDrop;
+}
+
+/** Where intents go: the EventBook in replay, the API writer in the live agent. Must not block. */
+export interface EventSink {
+  submit(intent: EventIntent): void;
+  /** True while the writes waiting exceed what the sink keeps apart; combining then starts earlier. */
+  overloaded(): boolean;
 }

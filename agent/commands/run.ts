@@ -14,10 +14,15 @@ import { Pipeline } from '../pipeline.ts';
 import { startServer } from '../server.ts';
 import { FileSource } from '../sources/file.ts';
 import { JournalSource } from '../sources/journal.ts';
-import type { LogRecord, LogSource } from '../sources/source.ts';
+import type { HandledBatch, LogRecord, LogSource } from '../sources/source.ts';
 import { UsageError } from './args.ts';
 
 const HELD_DROPS_POLL_MS = 200;
+/**
+ * Past SHUTDOWN_GRACE_SECONDS plus this, the process exits whatever still runs (a call to an API server
+ * that does not answer, a watch being closed): the kubelet's own grace period must never be reached.
+ */
+const EXIT_MARGIN_MS = 700;
 
 function createSource(config: Config, log: Logger, metrics: Metrics): LogSource {
   const source = requireOneSource(config);
@@ -80,9 +85,16 @@ export async function main(argv: string[]): Promise<number> {
   // Held drops leave soon after the pod watch has caught up, even when no new line arrives to carry them.
   const releases = setInterval(() => pipeline.release(Date.now()), HELD_DROPS_POLL_MS);
   const stopping = new AbortController();
+  // When the grace period ends: from the signal, or from now if reading ended by itself.
+  let stopAt: number | undefined;
   const shutdown = (signal: string) => {
     if (stopping.signal.aborted) return;
     log.info({ signal }, 'stopping');
+    stopAt = performance.now() + config.shutdownGraceMs;
+    setTimeout(() => {
+      log.warn({ graceSeconds: config.shutdownGraceMs / 1000 }, 'shutdown grace period over; exiting now');
+      process.exit();
+    }, config.shutdownGraceMs + EXIT_MARGIN_MS).unref();
     stopping.abort();
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
@@ -95,7 +107,7 @@ export async function main(argv: string[]): Promise<number> {
     // aborted by a signal before the first sync: nothing was read, nothing to flush
   }
 
-  const handle = async (records: readonly LogRecord[]): Promise<void> => {
+  const handle = async (records: readonly LogRecord[]): Promise<HandledBatch> => {
     for (const record of records) {
       const result = parse(record);
       if (result.kind === 'skip') continue;
@@ -109,7 +121,9 @@ export async function main(argv: string[]): Promise<number> {
       metrics.sourceLagSeconds.set(Math.max(0, (now - result.drop.time) / 1000));
       pipeline.handle(result.drop, now);
     }
-    await writer.waitForCapacity();
+    const settled = writer.settled();
+    await writer.waitForRoom(stopping.signal);
+    return { settled };
   };
 
   if (!stopping.signal.aborted) {
@@ -120,9 +134,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   clearInterval(releases);
   pipeline.release(Date.now(), true);
-  await writer.flush(config.shutdownGraceMs);
+  stopAt ??= performance.now() + config.shutdownGraceMs;
+  await writer.flush(stopAt - performance.now());
+  // Again, now that the flush settled what it wrote: the checkpoint stops at the first line not written.
+  await source.stop();
   clearInterval(gauges);
   await Promise.all(watches.map((watch) => watch.stop()));
+  server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
   log.info('stopped');
   return 0;

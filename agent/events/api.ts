@@ -24,12 +24,12 @@ export interface EventTally {
   lastDropMs: number;
 }
 
-/** The three calls the writer makes; its queueing logic knows nothing else of the API. */
+/** The three calls the event store makes; the writer's queueing knows nothing else of the API. */
 export interface EventApi {
   create(event: CoreEvent, lastDropMs: number): Promise<void>;
   read(namespace: string, name: string): Promise<EventTally>;
-  /** Sets count, lastTimestamp and the last-drop annotation, leaving the rest as stored. */
-  patch(namespace: string, name: string, tally: EventTally): Promise<void>;
+  /** Sets count, lastTimestamp and the last-drop annotation (and the message, when given), leaving the rest as stored. */
+  patch(namespace: string, name: string, tally: EventTally, message?: string): Promise<void>;
 }
 
 /**
@@ -170,8 +170,9 @@ export function createEventApi(kubeConfig: KubeConfig, timeoutMs = DEFAULT_REQUE
       );
       return { count: event.count ?? 1, lastDropMs: lastDropOf(event) };
     },
-    async patch(namespace, name, tally) {
+    async patch(namespace, name, tally, message) {
       const body = {
+        ...(message === undefined ? {} : { message }),
         count: tally.count,
         lastTimestamp: rfc3339(tally.lastDropMs),
         metadata: { annotations: { [LAST_DROP_ANNOTATION]: String(tally.lastDropMs) } },

@@ -1,5 +1,4 @@
-import type { EventSink } from '../pipeline.ts';
-import type { EventIntent } from '../types.ts';
+import type { EventIntent, EventSink } from '../types.ts';
 import { aggregationKey, type CoreEvent, type EventConfig, eventBody, type Occurrence } from './event.ts';
 
 export type RecordOutcome = 'created' | 'incremented';
@@ -24,7 +23,15 @@ export class EventBook implements EventSink {
     this.record(intent);
   }
 
-  /** A new Event, or the existing one with count + 1; timestamps widen so out-of-order lines cannot shrink them. */
+  /** Replay writes nothing: it never falls behind. */
+  overloaded(): boolean {
+    return false;
+  }
+
+  /**
+   * A new Event, or the existing one with count + 1 and the latest message (a combined one counts on);
+   * timestamps widen so out-of-order lines cannot shrink them.
+   */
   record(intent: EventIntent): RecordOutcome {
     const key = aggregationKey(intent, this.config);
     const entry = this.entries.get(key);
@@ -33,6 +40,7 @@ export class EventBook implements EventSink {
       return 'created';
     }
     entry.count++;
+    entry.intent = intent;
     entry.first = Math.min(entry.first, intent.time);
     entry.last = Math.max(entry.last, intent.time);
     return 'incremented';

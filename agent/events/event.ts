@@ -30,7 +30,8 @@ export interface Occurrence {
 
 /**
  * Events with the same key are one Event whose count grows, as client-go's EventCorrelator aggregates:
- * same involved object, reason, message and source. JSON keeps fields containing separators unambiguous.
+ * same involved object, reason, message and source. A combined Event's message counts on, so its fixed
+ * subject stands in for it. JSON keeps fields containing separators unambiguous.
  */
 export function aggregationKey(intent: EventIntent, config: EventConfig): string {
   const { pod } = intent;
@@ -39,7 +40,7 @@ export function aggregationKey(intent: EventIntent, config: EventConfig): string
     pod.name,
     pod.uid,
     config.eventReason,
-    intent.message,
+    intent.subject,
     config.eventSourceComponent,
     intent.host,
   ]);

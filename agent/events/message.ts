@@ -6,7 +6,7 @@ import type { Direction, PacketDrop } from '../types.ts';
  * printed as a number "over IP protocol 47". ICMP type and code tell a blocked ping from, say, a blocked
  * "fragmentation needed", so they are part of the message (and thus of the Event's identity).
  */
-function transport(drop: PacketDrop): string {
+export function transport(drop: PacketDrop): string {
   if (drop.dstPort !== null) return `on port ${drop.dstPort}/${drop.proto}`;
   const protocol = /^\d+$/.test(drop.proto) ? `IP protocol ${drop.proto}` : drop.proto;
   if (drop.icmpType === null) return `over ${protocol}`;
@@ -15,7 +15,7 @@ function transport(drop: PacketDrop): string {
 }
 
 /** "name (ip)", or just the IP when no better name was found. */
-function peer(name: string, ip: string): string {
+export function peer(name: string, ip: string): string {
   return name === ip ? ip : `${name} (${ip})`;
 }
 
@@ -29,4 +29,50 @@ export function dropMessage(direction: Direction, drop: PacketDrop, peerName: st
       ? `sending traffic to ${peer(peerName, drop.dst)}`
       : `receiving traffic from ${peer(peerName, drop.src)}`;
   return `Packet dropped when ${what} ${transport(drop)}`;
+}
+
+/** A combined Event names at most this many of its peers. */
+export const COMBINED_EXAMPLES = 3;
+
+/** What a combined Event says: how many peers (and ports) it stands for, and a few of them. */
+export interface CombinedView {
+  direction: Direction;
+  /** Distinct peers counted; `peersCapped` when counting stopped at that number. */
+  peers: number;
+  peersCapped: boolean;
+  /** Distinct ports (or port-less protocols); null for an Event about one port, whose `transport` is given. */
+  ports: number | null;
+  /** "on port 443/TCP" for an Event about one port. */
+  transport: string | null;
+  /** "name (ip)" of the first peers, or "name (ip) on port 22/TCP" for an Event about many ports. */
+  examples: readonly string[];
+}
+
+const number = new Intl.NumberFormat('en-US');
+
+function counted(n: number, capped: boolean, one: string, many: string): string {
+  return `${capped ? 'more than ' : ''}${number.format(n)} ${n === 1 && !capped ? one : many}`;
+}
+
+function peersPart(direction: Direction, count: string): string {
+  return direction === 'send' ? `sending traffic to ${count}` : `receiving traffic from ${count}`;
+}
+
+/**
+ * The message of a combined Event: "Packet dropped when receiving traffic from 5,000 sources on port
+ * 443/TCP (e.g. 198.18.0.1, 198.18.0.2, 198.18.0.3, …)", or for many ports "... from 3 sources on 57
+ * ports (e.g. 10.0.0.9 on port 22/TCP, …)". Peers are sources when receiving, destinations when sending.
+ */
+export function combinedMessage(view: CombinedView): string {
+  const [one, many] = view.direction === 'send' ? ['destination', 'destinations'] : ['source', 'sources'];
+  const peers = peersPart(view.direction, counted(view.peers, view.peersCapped, one, many));
+  const where =
+    view.ports === null ? (view.transport ?? '') : `on ${counted(view.ports, false, 'port', 'ports')}`;
+  return `Packet dropped when ${peers} ${where} (e.g. ${view.examples.join(', ')}, …)`;
+}
+
+/** What stays the same while a combined Event's message counts on: it names the Event. */
+export function combinedSubject(direction: Direction, transportText: string | null): string {
+  const peers = peersPart(direction, direction === 'send' ? 'many destinations' : 'many sources');
+  return `Packet dropped when ${peers} ${transportText ?? 'on many ports'}`;
 }

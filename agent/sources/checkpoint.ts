@@ -56,8 +56,23 @@ export class Checkpoint<T> {
 }
 
 /**
- * Keeps a checkpoint near the latest value while writing it at most once per interval; writes run one
- * after another because they share the checkpoint's temporary file.
+ * Batches waiting to settle at most; past it, a new batch joins the last one (the checkpoint then waits for
+ * both), so a writer that falls far behind costs no more memory.
+ */
+const MAX_UNSETTLED = 10_000;
+
+/** A position that waits for its batch, and every batch merged into it, to settle. */
+interface Unsettled<T> {
+  value: T;
+  /** The batches' promises not yet settled. */
+  open: number;
+  /** The last promise joined, so that batches sharing one cost one entry. */
+  last: Promise<void>;
+}
+
+/**
+ * Keeps a checkpoint near the latest value whose batch and every earlier one are settled, while writing
+ * it at most once per interval; writes run one after another because they share the temporary file.
  */
 export class ThrottledCheckpoint<T> {
   private readonly checkpoint: Checkpoint<T>;
@@ -67,6 +82,7 @@ export class ThrottledCheckpoint<T> {
   private lastSaveAt = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | null = null;
   private saving: Promise<void> = Promise.resolve();
+  private readonly unsettled: Unsettled<T>[] = [];
 
   constructor(checkpoint: Checkpoint<T>, intervalMs: number) {
     this.checkpoint = checkpoint;
@@ -79,7 +95,35 @@ export class ThrottledCheckpoint<T> {
     return value;
   }
 
-  update(value: T): void {
+  /**
+   * Moves the checkpoint to `value` once `settled` (if given) and every earlier update's have settled. A
+   * rejected promise counts as settled: the batch is not read again.
+   */
+  update(value: T, settled?: Promise<void>): void {
+    let tail = this.unsettled.at(-1);
+    if (settled === undefined) {
+      if (tail === undefined) this.keep(value);
+      else tail.value = value;
+      return;
+    }
+    if (tail === undefined || (tail.last !== settled && this.unsettled.length < MAX_UNSETTLED)) {
+      tail = { value, open: 0, last: settled };
+      this.unsettled.push(tail);
+    } else {
+      tail.value = value;
+      if (tail.last === settled) return;
+      tail.last = settled;
+    }
+    const entry = tail;
+    entry.open++;
+    const done = () => {
+      entry.open--;
+      while (this.unsettled[0]?.open === 0) this.keep(this.unsettled.shift()!.value);
+    };
+    settled.then(done, done);
+  }
+
+  private keep(value: T): void {
     this.latest = value;
     if (this.timer !== null) return;
     const wait = Math.max(0, this.lastSaveAt + this.intervalMs - performance.now());

@@ -489,30 +489,34 @@ export class FileSource implements LogSource {
 
   /** Hands the lines over, waits for the handler, then moves the checkpoint past them. */
   private async deliver(lines: readonly string[], file: TailedFile): Promise<void> {
+    let settled: Promise<void> | undefined;
     if (lines.length > 0) {
       this.metrics.linesRead.inc(lines.length);
       try {
-        await this.handle(lines.map(toRecord));
+        settled = (await this.handle(lines.map(toRecord)))?.settled;
       } catch (err) {
         // One bad batch must not stop the agent reading; it is skipped like any handled batch.
         this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
         this.log.error({ err }, 'handling log file records failed');
       }
     }
-    await this.savePosition(file);
+    await this.savePosition(file, settled);
   }
 
-  /** Moves the checkpoint to just after the file's last handled line. */
-  private async savePosition(file: TailedFile): Promise<void> {
+  /** Moves the checkpoint to just after the file's last handled line, once its batch is settled. */
+  private async savePosition(file: TailedFile, settled?: Promise<void>): Promise<void> {
     const offset = file.splitter.offset;
     if (file.head?.length !== headLength(offset)) file.head = await headOf(file.handle, headLength(offset));
-    this.checkpoint.update({
-      path: this.path,
-      dev: String(file.id.dev),
-      ino: String(file.id.ino),
-      offset,
-      head: file.head.hash,
-    });
+    this.checkpoint.update(
+      {
+        path: this.path,
+        dev: String(file.id.dev),
+        ino: String(file.id.ino),
+        offset,
+        head: file.head.hash,
+      },
+      settled,
+    );
   }
 
   /**

@@ -451,7 +451,7 @@ export class JournalSource implements LogSource {
     return timer;
   }
 
-  /** `cursor` is that of the batch's last entry, trusted or not: all of them are dealt with. */
+  /** `cursor` is that of the batch's last entry, trusted or not: all of them are dealt with once settled. */
   private async handleBatch(
     entries: readonly ExportEntry[],
     cursor: string | null,
@@ -462,12 +462,13 @@ export class JournalSource implements LogSource {
     );
     this.lastRealtimeUs =
       entries.findLast((entry) => entry.realtimeUs !== null)?.realtimeUs ?? this.lastRealtimeUs;
+    let settled: Promise<void> | undefined;
     if (records.length > 0) {
       this.metrics.linesRead.inc(records.length);
       const newest = records[records.length - 1]!.time!;
       this.metrics.sourceLagSeconds.set(Math.max(0, (this.now() - newest) / 1000));
       try {
-        await handle(records);
+        settled = (await handle(records))?.settled;
       } catch (err) {
         // One bad batch must not stop the agent reading; it is skipped like any handled batch.
         this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
@@ -475,8 +476,9 @@ export class JournalSource implements LogSource {
       }
     }
     if (cursor !== null) {
+      // A restarted journalctl goes on after what was read; only the saved checkpoint waits for settling.
       this.cursor = cursor;
-      this.checkpoint.update({ cursor });
+      this.checkpoint.update({ cursor }, settled);
     }
   }
 

@@ -8,15 +8,32 @@ export interface LogRecord {
   host: string | null;
 }
 
-/** Receives batches in order; the source reads on only after the returned promise settles. */
-export type RecordHandler = (records: readonly LogRecord[]) => void | Promise<void>;
+/**
+ * What a handler says of a batch it took: `settled` resolves once every drop in it is written or given up
+ * for good. Until then a restart must read the batch again.
+ */
+export interface HandledBatch {
+  settled: Promise<void>;
+}
 
 /**
- * A followed log. A source checkpoints only positions whose records the handler has finished with,
- * so a restart re-reads at most what was in flight.
+ * Receives batches in order. The source reads on once the returned promise resolves, and checkpoints past a
+ * batch once it and every earlier batch are settled (at once when the handler returns nothing).
+ */
+export type RecordHandler = (
+  records: readonly LogRecord[],
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler with nothing to settle is an ordinary async function returning nothing
+) => void | HandledBatch | Promise<void | HandledBatch>;
+
+/**
+ * A followed log. A source checkpoints only positions whose records the handler has settled, so a
+ * restart re-reads at most what was in flight or not yet written.
  */
 export interface LogSource {
   run(handle: RecordHandler): Promise<void>;
-  /** Stops reading, waits for the batch in flight, saves the checkpoint. */
+  /**
+   * Stops reading, waits for the batch in flight, saves the checkpoint as far as batches are settled.
+   * Calling it again later saves again, with the batches settled since.
+   */
   stop(): Promise<void>;
 }

@@ -31,6 +31,8 @@ function eventFor(namespace: string, message: string, count = 1): CoreEvent {
     pod: pod({ namespace, name: 'web-1', uid: 'uid-web-1' }),
     direction: 'send',
     message,
+    subject: message,
+    combined: false,
     time: T,
     host: 'node-a',
     drop: drop({ time: T }),

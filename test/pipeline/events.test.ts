@@ -9,10 +9,13 @@ const settings = config();
 
 function intent(overrides: Partial<EventIntent> = {}): EventIntent {
   const d = drop();
+  const message = overrides.message ?? dropMessage('send', d, 'default');
   return {
     pod: client,
     direction: 'send',
-    message: dropMessage('send', d, 'default'),
+    message,
+    subject: message,
+    combined: false,
     time: d.time,
     host: NODE_A,
     drop: d,

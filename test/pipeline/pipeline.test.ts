@@ -4,8 +4,8 @@ import { HeldDrops, type IndexFreshness } from '../../agent/locator/held-drops.t
 import { LATE_POD_WINDOW_MS, LatePods } from '../../agent/locator/late-pods.ts';
 import { PodDirectory } from '../../agent/locator/pod-directory.ts';
 import { Metrics } from '../../agent/metrics.ts';
-import { type EventSink, Pipeline } from '../../agent/pipeline.ts';
-import type { EventIntent, PacketDrop } from '../../agent/types.ts';
+import { Pipeline } from '../../agent/pipeline.ts';
+import type { EventIntent, EventSink, PacketDrop } from '../../agent/types.ts';
 import {
   calicoNode,
   client,
@@ -22,8 +22,12 @@ import {
 
 class Recorder implements EventSink {
   readonly intents: EventIntent[] = [];
+  busy = false;
   submit(intent: EventIntent): void {
     this.intents.push(intent);
+  }
+  overloaded(): boolean {
+    return this.busy;
   }
 }
 

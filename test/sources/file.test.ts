@@ -26,7 +26,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../agent/metrics.ts';
 import { FileSource, type FileSourceOptions } from '../../agent/sources/file.ts';
-import type { LogRecord } from '../../agent/sources/source.ts';
+import type { LogRecord, RecordHandler } from '../../agent/sources/source.ts';
 import { tempDir } from '../support/journal.ts';
 
 const run = promisify(execFile);
@@ -87,11 +87,7 @@ class Tail {
   readonly source: FileSource;
   readonly done: Promise<void>;
 
-  constructor(
-    c: Case,
-    options: Partial<FileSourceOptions>,
-    handler?: (records: readonly LogRecord[]) => Promise<void>,
-  ) {
+  constructor(c: Case, options: Partial<FileSourceOptions>, handler?: RecordHandler) {
     const log = pino(
       { level: 'debug' },
       { write: (line: string) => this.logs.push(JSON.parse(line) as LogEntry) },
@@ -107,17 +103,13 @@ class Tail {
     this.done = this.source.run(async (records) => {
       this.batches.push(records);
       this.lines.push(...records.map((r) => r.text));
-      await handler?.(records);
+      return handler?.(records);
     });
     running.push(this);
   }
 
   /** Resolves once the source has opened a file and knows where it starts. */
-  static async start(
-    c: Case,
-    options: Partial<FileSourceOptions> = {},
-    handler?: (records: readonly LogRecord[]) => Promise<void>,
-  ): Promise<Tail> {
+  static async start(c: Case, options: Partial<FileSourceOptions> = {}, handler?: RecordHandler): Promise<Tail> {
     const tail = new Tail(c, options, handler);
     await tail.logged('following log file');
     return tail;
@@ -432,6 +424,31 @@ describe('FileSource: checkpoints', () => {
     await appendFile(c.path, 'a5\n');
     expect([...first.lines, ...(await second.through('a5'))]).toEqual(['a1', 'a2', 'a3 begun', 'a4', 'a5']);
     expect(second.messages('log file was rotated')).toEqual([]);
+  });
+
+  it('saves no position past a batch that is not settled; a second stop saves what settled since', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const file = join(c.checkpoints, 'file.position.json');
+    const offset = async () => (JSON.parse(await readFile(file, 'utf8')) as { offset: number }).offset;
+    const opens: (() => void)[] = [];
+    const first = await Tail.start(c, {}, async () => ({
+      settled: new Promise<void>((resolve) => opens.push(resolve)),
+    }));
+    await appendFile(c.path, 'a1\n');
+    await first.through('a1');
+    await appendFile(c.path, 'a2\n');
+    await first.through('a2');
+    opens[1]!();
+    await first.stop();
+    expect(await offset()).toBe(0);
+
+    const second = await Tail.start(c);
+    expect(await second.through('a2')).toEqual(['a1', 'a2']);
+    await second.stop();
+    opens[0]!();
+    await first.source.stop();
+    expect(await offset()).toBe(6);
   });
 
   it('saves the checkpoint while running, not only on stop', async () => {

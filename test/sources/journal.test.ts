@@ -84,7 +84,10 @@ class Following {
   readonly source: JournalSource;
   readonly done: Promise<void>;
 
-  constructor(options: Partial<JournalSourceOptions> & { directory: string; checkpointDirectory: string }) {
+  constructor(
+    options: Partial<JournalSourceOptions> & { directory: string; checkpointDirectory: string },
+    settle?: () => Promise<void>,
+  ) {
     this.source = new JournalSource({
       expirationMs: EXPIRATION_MS,
       log: this.logger.log,
@@ -97,6 +100,7 @@ class Following {
         this.records.push(record);
         this.arrivals.push(at);
       }
+      return settle === undefined ? undefined : { settled: settle() };
     });
     running.add(this);
   }
@@ -249,6 +253,35 @@ describe('JournalSource', () => {
     expect(runs).toHaveLength(2);
     expect(runs[0]!.args).toMatch(/--since=@\d+ /);
     expect(runs[1]!.args).toContain(`--after-cursor=${saved.cursor} `);
+  });
+
+  it('saves no cursor past a batch that is not settled, and re-reads it after a restart', async () => {
+    const dir = await newDir();
+    const file = join(dir, 'system.journal');
+    const checkpointDirectory = join(dir, 'state');
+    const cursorFile = join(checkpointDirectory, 'journal.cursor.json');
+    await appendJournal(file, numbered(1, 2));
+    let hold = false;
+    const opens: (() => void)[] = [];
+    const settle = () => (hold ? new Promise<void>((resolve) => opens.push(resolve)) : Promise.resolve());
+    const first = new Following({ directory: dir, checkpointDirectory }, settle);
+    await first.until(2);
+    hold = true;
+    await appendJournal(file, numbered(3, 2));
+    await first.until(4);
+    await first.stop();
+    const saved = JSON.parse(await readFile(cursorFile, 'utf8'));
+    expect(saved).toEqual({ cursor: expect.stringMatching(/;i=2;/) });
+
+    const second = new Following({ directory: dir, checkpointDirectory });
+    await second.until(2);
+    expect(texts(second.records)).toEqual(range(3, 4));
+    await second.stop();
+    for (const open of opens) open();
+    await first.source.stop();
+    expect(JSON.parse(await readFile(cursorFile, 'utf8'))).toEqual({
+      cursor: expect.stringMatching(/;i=4;/),
+    });
   });
 
   it('saves its checkpoint about once a second while running', async () => {

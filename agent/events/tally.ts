@@ -1,0 +1,87 @@
+/**
+ * Drop times kept per pending Event; beyond that a storm only adds to the count. Times let a restarted
+ * agent skip drops an Event already counts; up to 10,000 pending Events keep them within ~5 MB.
+ */
+export const MAX_TIMES = 64;
+
+export interface TallySnapshot {
+  timed: number;
+  untimed: number;
+  count: number;
+  first: number;
+  last: number;
+}
+
+/**
+ * The drops one pending write stands for. Their times let a restarted agent skip drops an Event already
+ * counts; past MAX_TIMES only the number grows, and those untimed drops are taken to be no later than
+ * `last` and no earlier than `first`.
+ */
+export class DropTally {
+  private readonly times: number[];
+  private untimed = 0;
+  private firstTime: number;
+  private lastTime: number;
+
+  constructor(time: number) {
+    this.times = [time];
+    this.firstTime = time;
+    this.lastTime = time;
+  }
+
+  get count(): number {
+    return this.times.length + this.untimed;
+  }
+
+  get first(): number {
+    return this.firstTime;
+  }
+
+  get last(): number {
+    return this.lastTime;
+  }
+
+  add(time: number): void {
+    if (this.times.length < MAX_TIMES) this.times.push(time);
+    else this.untimed++;
+    this.firstTime = Math.min(this.firstTime, time);
+    this.lastTime = Math.max(this.lastTime, time);
+  }
+
+  /**
+   * Removes the drops `stale` holds for and returns how many. `stale` must also hold for every time earlier
+   * than one it holds for; untimed drops go only when all of them surely are (`last` is stale).
+   */
+  remove(stale: (time: number) => boolean): number {
+    if (!stale(this.firstTime)) return 0;
+    const before = this.count;
+    const kept = this.times.filter((time) => !stale(time));
+    this.times.splice(0, this.times.length, ...kept);
+    if (stale(this.lastTime)) this.untimed = 0;
+    this.recompute();
+    return before - this.count;
+  }
+
+  snapshot(): TallySnapshot {
+    return {
+      timed: this.times.length,
+      untimed: this.untimed,
+      count: this.count,
+      first: this.firstTime,
+      last: this.lastTime,
+    };
+  }
+
+  /** Forgets the drops a finished write took care of; those added while it was in flight stay. */
+  settle(done: TallySnapshot): void {
+    this.times.splice(0, done.timed);
+    this.untimed -= done.untimed;
+    this.recompute();
+  }
+
+  private recompute(): void {
+    if (this.untimed > 0 || this.times.length === 0) return;
+    this.firstTime = Math.min(...this.times);
+    this.lastTime = Math.max(...this.times);
+  }
+}
