@@ -173,6 +173,65 @@ describe('Pipeline', () => {
  * The live pod watch answers `current()` (ListWatch, proven against a real API server in
  * test/locator/list-watch.test.ts and end to end in test/e2e/faults.test.ts); here a flag stands in for it.
  */
+describe('Pipeline under a flood', () => {
+  it('turns a scan of 5,000 sources at one pod into 10 Events of their own and one combined Event', async () => {
+    const { pipeline, sink, metrics } = setup();
+    for (let n = 0; n < 5000; n++) {
+      pipeline.handle(drop({ src: `198.18.${n >> 8}.${n & 255}`, time: T0 + n }), T0 + n);
+    }
+    const subjects = new Set(sink.intents.map((i) => i.subject));
+    expect(subjects.size).toBe(11);
+    expect(sink.intents.every((i) => i.pod.name === server.name && i.direction === 'receive')).toBe(true);
+    expect(sink.intents.filter((i) => i.combined)).toHaveLength(4990);
+    expect(sink.intents.at(-1)?.message).toMatch(
+      /^Packet dropped when receiving traffic from 4,990 sources on port 12865\/TCP \(e\.g\. 198\.18\.0\.10, /,
+    );
+    expect(await value(metrics.dropsPosted)).toBe(5000);
+  });
+
+  it('combines the second peer of a port at once while the sink is overloaded', () => {
+    const { pipeline, sink } = setup();
+    sink.busy = true;
+    pipeline.handle(drop({ src: '198.18.0.1' }), T0);
+    pipeline.handle(drop({ src: '198.18.0.2' }), T0);
+    expect(sink.intents.map((i) => i.combined)).toEqual([false, true]);
+  });
+
+  it('counts every drop read exactly once: expired, suppressed, unmatched or posted', async () => {
+    const { pipeline, metrics } = setup();
+    const drops = [
+      drop(),
+      drop({ srcPort: 1 }),
+      drop({ time: T0 - 20 * MINUTE }),
+      drop({ src: '203.0.113.1', dst: '203.0.113.2' }),
+      drop({ src: '198.18.0.1' }),
+    ];
+    for (const d of drops) pipeline.handle(d, T0);
+    const outcomes = await Promise.all(
+      [metrics.dropsExpired, metrics.dropsSuppressed, metrics.dropsUnmatched, metrics.dropsPosted].map((c) =>
+        value(c),
+      ),
+    );
+    expect(outcomes).toEqual([1, 1, 1, 2]);
+  });
+
+  it('takes a drop dated beyond the skew as happening now, so it never marks its flow in the future', async () => {
+    const { pipeline, sink, metrics } = setup();
+    const future = Date.parse('2035-01-01T00:00:00Z');
+    expect(pipeline.handle(drop({ time: future }), T0)).toBe('posted');
+    expect(sink.intents.map((i) => i.time)).toEqual([T0, T0]);
+    expect(await value(metrics.dropsFutureDated)).toBe(1);
+    // Its flow is remembered at T0: a drop one interval later posts again.
+    expect(pipeline.handle(drop({ time: T0 + 2 * MINUTE }), T0 + 2 * MINUTE)).toBe('posted');
+    // A little ahead of the node clock is believed.
+    expect(pipeline.handle(drop({ time: T0 + 5 * MINUTE + 30_000, srcPort: 9 }), T0 + 5 * MINUTE)).toBe(
+      'posted',
+    );
+    expect(sink.intents.at(-1)?.time).toBe(T0 + 5 * MINUTE + 30_000);
+    expect(await value(metrics.dropsFutureDated)).toBe(1);
+  });
+});
+
 describe('Pipeline while the pod index is behind', () => {
   const late = { ...server, uid: 'uid-late', name: 'late-server', ips: ['10.4.2.2'] };
   const toLate = (overrides = {}) => drop({ dst: '10.4.2.2', ...overrides });

@@ -169,6 +169,24 @@ describe('replay on the bundled samples', () => {
     expect(events(stdout)[0]?.source.host).toBe('h');
   });
 
+  it('combines a scan: 10 Events of their own, then one Event counting the other sources', async () => {
+    const log = Array.from(
+      { length: 200 },
+      (_, n) =>
+        `2024-04-05T20:41:${String(10 + Math.floor(n / 10)).padStart(2, '0')}.${String(n % 10)}00000+00:00 h kernel: calico-packet: IN=eth0 OUT=cali1 SRC=198.18.0.${n} DST=10.4.0.16 LEN=60 TTL=50 ID=1 PROTO=TCP SPT=4000 DPT=443 \n`,
+    ).join('');
+    const first = await replay(['--pods', PODS], {}, log);
+    const list = events(first.stdout);
+    expect(list).toHaveLength(11);
+    expect(list.every((e) => `${e.involvedObject.namespace}/${e.involvedObject.name}` === SERVER)).toBe(true);
+    const combined = list.find((e) => e.message.includes('sources'));
+    expect(combined?.count).toBe(190);
+    expect(combined?.message).toBe(
+      `${RECEIVE} 190 sources on port 443/TCP (e.g. 198.18.0.10, 198.18.0.11, 198.18.0.12, …)`,
+    );
+    expect((await replay(['--pods', PODS], {}, log)).stdout).toBe(first.stdout);
+  });
+
   it('prints a kubectl-like table with --output text', async () => {
     const { code, stdout } = await replay(['--pods', PODS, '--output', 'text', KERN_LOG]);
     expect(code).toBe(0);
