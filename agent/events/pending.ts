@@ -27,8 +27,8 @@ export interface PendingEvent {
   attempts: number;
   /** Monotonic ms before which a retry waits. */
   notBefore: number;
-  /** Monotonic ms it was opened: older first among equals. */
-  readonly since: number;
+  /** When it was opened, as a count of entries opened before it: the order of news. */
+  readonly opened: number;
   /** Whether the side that opened it is still unwritten. */
   opener: boolean;
   /** Receipt of the oldest side not carried by a finished or in-flight write; null when none is. */
@@ -40,7 +40,7 @@ export function openPending(
   name: string,
   intent: EventIntent,
   seq: number,
-  since: number,
+  opened: number,
 ): PendingEvent {
   return {
     key,
@@ -51,7 +51,7 @@ export function openPending(
     writing: null,
     attempts: 0,
     notBefore: 0,
-    since,
+    opened,
     opener: true,
     waitingSeq: seq,
   };

@@ -37,8 +37,10 @@ export type Pick =
  *   other pods' Events go ahead, so one busy pod never holds back the rest;
  * - news first: an Event not yet created goes before a count update of one that exists, and among those,
  *   the pod written to least recently goes first (a pod never written to before all others);
- * - then, within a pod, the Event standing for the most drops (a scan's combined Event before the
- *   individual peers still waiting behind the pod's burst), then the one waiting longest.
+ * - among pods never written to, the newest Event first: in a storm of new pods the writes cannot keep
+ *   up anyway, and a problem that just began shows at once instead of after the whole backlog;
+ * - within a pod written to before, the Event standing for the most drops (a scan's combined Event
+ *   before the individual peers still waiting behind the pod's burst), then the one waiting longest.
  */
 export class WriteScheduler {
   private readonly global: TokenBucket;
@@ -83,7 +85,8 @@ export class WriteScheduler {
 
   private rank(entry: PendingEvent, update: boolean): Rank {
     const written = this.lastWrite.peek(entry.intent.pod.uid) ?? Number.NEGATIVE_INFINITY;
-    return [update ? 1 : 0, written, -entry.tally.count, entry.since];
+    const order = written === Number.NEGATIVE_INFINITY ? -entry.opened : -entry.tally.count;
+    return [update ? 1 : 0, written, order, entry.opened];
   }
 }
 

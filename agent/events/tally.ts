@@ -1,8 +1,15 @@
 /**
- * Drop times kept per pending Event; beyond that a storm only adds to the count. Times let a restarted
- * agent skip drops an Event already counts; up to 10,000 pending Events keep them within ~5 MB.
+ * Drop times kept per pending Event once the agent knows the Event (it created or read it); beyond that a
+ * storm only adds to the count, and only expiry still looks at times. Up to 10,000 pending Events keep
+ * them within ~5 MB.
  */
 export const MAX_TIMES = 64;
+/**
+ * Drop times kept per pending Event before then: a restarted agent re-reading lines must tell exactly
+ * which drops the Event an earlier run wrote already counts, by time. All of them together are bounded by
+ * the drops read within PACKET_DROP_EXPIRATION_MINUTES.
+ */
+export const MAX_TIMES_UNKNOWN = 10_000;
 
 export interface TallySnapshot {
   timed: number;
@@ -14,12 +21,13 @@ export interface TallySnapshot {
 
 /**
  * The drops one pending write stands for. Their times let a restarted agent skip drops an Event already
- * counts; past MAX_TIMES only the number grows, and those untimed drops are taken to be no later than
+ * counts; past the limit only the number grows, and those untimed drops are taken to be no later than
  * `last` and no earlier than `first`.
  */
 export class DropTally {
-  private readonly times: number[];
+  private times: number[];
   private untimed = 0;
+  private limit = MAX_TIMES_UNKNOWN;
   private firstTime: number;
   private lastTime: number;
 
@@ -42,7 +50,7 @@ export class DropTally {
   }
 
   add(time: number): void {
-    if (this.times.length < MAX_TIMES) this.times.push(time);
+    if (this.times.length < this.limit) this.times.push(time);
     else this.untimed++;
     this.firstTime = Math.min(this.firstTime, time);
     this.lastTime = Math.max(this.lastTime, time);
@@ -55,11 +63,21 @@ export class DropTally {
   remove(stale: (time: number) => boolean): number {
     if (!stale(this.firstTime)) return 0;
     const before = this.count;
-    const kept = this.times.filter((time) => !stale(time));
-    this.times.splice(0, this.times.length, ...kept);
+    this.times = this.times.filter((time) => !stale(time));
     if (stale(this.lastTime)) this.untimed = 0;
     this.recompute();
     return before - this.count;
+  }
+
+  /**
+   * The Event is known now, so a drop an earlier run counted is refused on arrival: keep only MAX_TIMES
+   * times (the oldest), the rest counted untimed. Never while a write is in flight (settle counts on them).
+   */
+  bound(): void {
+    this.limit = MAX_TIMES;
+    if (this.times.length <= MAX_TIMES) return;
+    this.untimed += this.times.length - MAX_TIMES;
+    this.times.length = MAX_TIMES;
   }
 
   snapshot(): TallySnapshot {

@@ -90,6 +90,7 @@ export class EventWriter implements EventSink {
   private readonly drainWaiters: (() => void)[] = [];
   private readonly receipts: Receipt[] = [];
   private nextSeq = 0;
+  private opened = 0;
   private inFlight = 0;
   private timer: unknown;
   private pumpAt = Number.POSITIVE_INFINITY;
@@ -134,7 +135,7 @@ export class EventWriter implements EventSink {
       mergeInto(entry, intent, seq);
       return;
     }
-    this.pending.set(key, openPending(key, eventName(intent.pod.name, key), intent, seq, this.clock.now()));
+    this.pending.set(key, openPending(key, eventName(intent.pod.name, key), intent, seq, this.opened++));
     this.changed();
     this.schedulePump(0);
   }
@@ -338,6 +339,7 @@ export class EventWriter implements EventSink {
         this.prune(entry);
       }
     }
+    if (entry.writing === null && this.store.exists(entry.key)) entry.tally.bound();
     this.settle();
     this.schedulePump(0);
   }

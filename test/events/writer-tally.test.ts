@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffMs } from '../../agent/events/scheduler.ts';
-import { DropTally, MAX_TIMES } from '../../agent/events/tally.ts';
+import { DropTally, MAX_TIMES, MAX_TIMES_UNKNOWN } from '../../agent/events/tally.ts';
 
 function tallyOf(...times: number[]): DropTally {
   const [first = 0, ...rest] = times;
@@ -43,8 +43,19 @@ describe('DropTally', () => {
     });
   });
 
-  it(`keeps ${MAX_TIMES} times; beyond that only counts, and drops those only when surely stale`, () => {
+  it(`keeps every time (up to ${MAX_TIMES_UNKNOWN}) until bound, so re-read drops are told apart exactly`, () => {
     const tally = new DropTally(0);
+    for (let i = 1; i < MAX_TIMES_UNKNOWN + 10; i++) tally.add(i);
+    expect(tally.snapshot()).toMatchObject({ timed: MAX_TIMES_UNKNOWN, untimed: 10 });
+    const exact = new DropTally(0);
+    for (let i = 1; i < 5000; i++) exact.add(i);
+    expect(exact.remove((time) => time <= 3000)).toBe(3001);
+    expect(exact.count).toBe(1999);
+  });
+
+  it(`keeps ${MAX_TIMES} times once bound; beyond that only counts, and drops those only when surely stale`, () => {
+    const tally = new DropTally(0);
+    tally.bound();
     for (let i = 1; i < MAX_TIMES + 500; i++) tally.add(i);
     expect(tally.count).toBe(MAX_TIMES + 500);
     expect(tally.snapshot()).toMatchObject({ timed: MAX_TIMES, untimed: 500 });
@@ -59,6 +70,7 @@ describe('DropTally', () => {
   it('settles untimed drops too', () => {
     const tally = new DropTally(0);
     for (let i = 1; i < MAX_TIMES + 10; i++) tally.add(i);
+    tally.bound();
     const writing = tally.snapshot();
     tally.add(99_999);
     tally.settle(writing);
