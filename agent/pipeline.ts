@@ -1,5 +1,5 @@
 import type { Config } from './config.ts';
-import { Combiner } from './events/combine.ts';
+import { Combiner, type CombinerState } from './events/combine.ts';
 import { futureDated, isExpired } from './filters/expiry.ts';
 import { RepeatFilter } from './filters/repeats.ts';
 import { HeldDrops, type IndexFreshness } from './locator/held-drops.ts';
@@ -23,6 +23,8 @@ export interface PipelineParts {
    * sides whose pod is unknown wait for podRunning (see LatePods).
    */
   freshness?: IndexFreshness;
+  /** What the agent before this one combined (live agent, after a restart). */
+  combining?: CombinerState;
 }
 
 /** The pod that gets an Event for its side of the drop: Running (the locator only knows those) and on the pod network. */
@@ -61,7 +63,12 @@ export class Pipeline {
   constructor(parts: PipelineParts) {
     this.parts = parts;
     this.repeats = new RepeatFilter(parts.config.repeatIntervalMs);
-    this.combiner = new Combiner(parts.config.repeatIntervalMs);
+    this.combiner = new Combiner(parts.config.repeatIntervalMs, parts.combining);
+  }
+
+  /** What a restarted agent needs to combine re-read drops the same way (see CombinerState). */
+  combining(): CombinerState {
+    return this.combiner.state();
   }
 
   handle(read: PacketDrop, now: number): DropOutcome {

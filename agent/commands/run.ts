@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { type Config, loadConfig, requireOneSource } from '../config.ts';
+import { type CombinerState, isCombinerState } from '../events/combine.ts';
 import { EventWriter } from '../events/writer.ts';
 import { loadKubeConfig } from '../kube.ts';
 import type { ListWatch } from '../locator/list-watch.ts';
@@ -12,6 +13,7 @@ import { Metrics } from '../metrics.ts';
 import { createParser } from '../parser/parse.ts';
 import { Pipeline } from '../pipeline.ts';
 import { startServer } from '../server.ts';
+import { Checkpoint } from '../sources/checkpoint.ts';
 import { FileSource } from '../sources/file.ts';
 import { JournalSource } from '../sources/journal.ts';
 import type { HandledBatch, LogRecord, LogSource } from '../sources/source.ts';
@@ -23,6 +25,7 @@ const HELD_DROPS_POLL_MS = 200;
  * that does not answer, a watch being closed): the kubelet's own grace period must never be reached.
  */
 const EXIT_MARGIN_MS = 700;
+const COMBINING_FILE = 'combining.json';
 
 function createSource(config: Config, log: Logger, metrics: Metrics): LogSource {
   const source = requireOneSource(config);
@@ -58,7 +61,10 @@ export async function main(argv: string[]): Promise<number> {
     createNodeWatch({ kubeConfig, sink: directory, ...counted('nodes') }),
   ];
   const writer = new EventWriter({ kubeConfig, config, metrics, log });
+  const combining = new Checkpoint<CombinerState>(config.checkpointDirectory, COMBINING_FILE, log);
+  const saved = await combining.load(isCombinerState);
   const pipeline = new Pipeline({
+    ...(saved === null ? {} : { combining: saved }),
     config,
     locator: directory,
     sink: writer,
@@ -138,6 +144,8 @@ export async function main(argv: string[]): Promise<number> {
   await writer.flush(stopAt - performance.now());
   // Again, now that the flush settled what it wrote: the checkpoint stops at the first line not written.
   await source.stop();
+  // The lines after it are read again; they must go to the Events they went to before.
+  await combining.save(pipeline.combining());
   clearInterval(gauges);
   await Promise.all(watches.map((watch) => watch.stop()));
   server.closeAllConnections();

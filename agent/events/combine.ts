@@ -21,14 +21,77 @@ export const COMBINED_COUNT_MAX = 10_000;
 export const MIN_WINDOW_MS = 60_000;
 /** Pod sides and (pod side, port) groups remembered; each holds at most COMBINE_THRESHOLD entries. */
 const TRACKED = 10_000;
+/** Combined Events counting at once: a storm between many pods has one per busy pod side and port. */
+const TRACKED_COMBINED = 4_096;
 /**
- * Combined Events counting at once. Each keeps up to COMBINED_COUNT_MAX peers and ports as 30-bit hashes
- * (small integers, ~16 bytes each), so all of them stay within ~20 MB; a collision undercounts by one.
+ * Peers and ports all combined Events count together, as 30-bit hashes (small integers, ~16 bytes each, so
+ * ~4 MB): past it, a combined Event counts no new peer and says "more than". A collision undercounts by one.
  */
-const TRACKED_COMBINED = 64;
+const TRACKED_BUDGET = 262_144;
 
 /** Individual peers (or ports) of a group, by the log time they were last seen. */
 type Recent = Map<string, number>;
+
+/**
+ * What a restarted agent needs to combine re-read drops as the agent before it did: which peers and ports
+ * had Events of their own, and the combined Events' episodes. Otherwise a re-read drop that went into a
+ * combined Event could open an Event of its own and be counted twice.
+ */
+export interface CombinerState {
+  sides: [string, [string, number][]][];
+  groups: [string, [string, number][]][];
+  combined: [string, CombinedState][];
+}
+
+interface CombinedState {
+  peers: number[];
+  peersCapped: boolean;
+  ports: number[];
+  examples: string[];
+  last: number;
+}
+
+const isNumber = (value: unknown): value is number => typeof value === 'number';
+const isString = (value: unknown): value is string => typeof value === 'string';
+
+function isPairList<T>(value: unknown, isValue: (item: unknown) => item is T): value is [string, T][] {
+  return (
+    Array.isArray(value) &&
+    value.every((item) => Array.isArray(item) && item.length === 2 && isString(item[0]) && isValue(item[1]))
+  );
+}
+
+function isRecent(value: unknown): value is [string, number][] {
+  return isPairList(value, isNumber);
+}
+
+function isCombinedState(value: unknown): value is CombinedState {
+  const v = value as Partial<CombinedState> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    Array.isArray(v.peers) &&
+    v.peers.every(isNumber) &&
+    typeof v.peersCapped === 'boolean' &&
+    Array.isArray(v.ports) &&
+    v.ports.every(isNumber) &&
+    Array.isArray(v.examples) &&
+    v.examples.every(isString) &&
+    isNumber(v.last)
+  );
+}
+
+/** A saved state as read back from disk: anything else is ignored, never trusted. */
+export function isCombinerState(value: unknown): value is CombinerState {
+  const v = value as Partial<CombinerState> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    isPairList(v.sides, isRecent) &&
+    isPairList(v.groups, isRecent) &&
+    isPairList(v.combined, isCombinedState)
+  );
+}
 
 /** One combined Event's episode: it ends when the window passes without a drop for it. */
 interface Combined {
@@ -51,10 +114,39 @@ export class Combiner {
   private readonly windowMs: number;
   private readonly sides = new LRUCache<string, Recent>({ max: TRACKED });
   private readonly groups = new LRUCache<string, Recent>({ max: TRACKED });
-  private readonly combined = new LRUCache<string, Combined>({ max: TRACKED_COMBINED });
+  private readonly combined = new LRUCache<string, Combined>({
+    max: TRACKED_COMBINED,
+    dispose: (combined) => {
+      this.tracked -= combined.peers.size + combined.ports.size;
+    },
+  });
+  /** Peers and ports counted by the combined Events kept. */
+  private tracked = 0;
 
-  constructor(repeatIntervalMs: number) {
+  constructor(repeatIntervalMs: number, saved?: CombinerState) {
     this.windowMs = Math.max(repeatIntervalMs, MIN_WINDOW_MS);
+    if (saved === undefined) return;
+    // Least recently used first, so the caches keep their order.
+    for (const [key, members] of saved.sides) this.sides.set(key, new Map(members));
+    for (const [key, members] of saved.groups) this.groups.set(key, new Map(members));
+    for (const [key, c] of saved.combined) {
+      this.combined.set(key, {
+        ...c,
+        peers: new Set(c.peers),
+        ports: new Set(c.ports),
+        examples: [...c.examples],
+      });
+    }
+  }
+
+  /** The state to save at shutdown, least recently used first. */
+  state(): CombinerState {
+    const recent = (cache: LRUCache<string, Recent>): [string, [string, number][]][] =>
+      [...cache.entries()].reverse().map(([key, members]) => [key, [...members]]);
+    const combined = [...this.combined.entries()]
+      .reverse()
+      .map(([key, c]): [string, CombinedState] => [key, { ...c, peers: [...c.peers], ports: [...c.ports] }]);
+    return { sides: recent(this.sides), groups: recent(this.groups), combined };
   }
 
   /** `peerName` names the other side (its IP when nothing better is known). */
@@ -123,10 +215,22 @@ export class Combiner {
     combined.last = Math.max(combined.last, at);
     const peerHash = hash30(peerIp);
     if (!combined.peers.has(peerHash)) {
-      if (combined.peers.size < COMBINED_COUNT_MAX) combined.peers.add(peerHash);
-      else combined.peersCapped = true;
+      if (combined.peers.size < COMBINED_COUNT_MAX && this.tracked < TRACKED_BUDGET) {
+        combined.peers.add(peerHash);
+        this.tracked++;
+      } else {
+        combined.peersCapped = true;
+      }
     }
-    if (combined.ports.size < COMBINED_COUNT_MAX) combined.ports.add(hash30(port));
+    const portHash = hash30(port);
+    if (
+      !combined.ports.has(portHash) &&
+      combined.ports.size < COMBINED_COUNT_MAX &&
+      this.tracked < TRACKED_BUDGET
+    ) {
+      combined.ports.add(portHash);
+      this.tracked++;
+    }
     if (combined.examples.length < COMBINED_EXAMPLES && !combined.examples.includes(example)) {
       combined.examples.push(example);
     }

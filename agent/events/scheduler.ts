@@ -31,16 +31,26 @@ export type Pick =
   /** Nothing may go now; look again at wakeAt (Infinity: only a new entry can change that). */
   | { wakeAt: number };
 
+/** What the scheduler knows of one pod while it picks. */
+interface PodView {
+  bucket: TokenBucket;
+  /** When the pod was last written to; -Infinity when never. */
+  written: number;
+  /** Drops waiting in all the pod's pending Events. */
+  drops: number;
+}
+
 /**
  * Decides which pending Event is written next, on a monotonic clock the caller passes in (ms):
  * - the node's calls stay under the global rate; a pod past its burst waits for its own bucket while
  *   other pods' Events go ahead, so one busy pod never holds back the rest;
  * - news first: an Event not yet created goes before a count update of one that exists, and among those,
  *   the pod written to least recently goes first (a pod never written to before all others);
- * - among pods never written to, the newest Event first: in a storm of new pods the writes cannot keep
- *   up anyway, and a problem that just began shows at once instead of after the whole backlog;
- * - within a pod written to before, the Event standing for the most drops (a scan's combined Event
- *   before the individual peers still waiting behind the pod's burst), then the one waiting longest.
+ * - among pods never written to, the quietest first (fewest drops waiting): in a storm the writes cannot
+ *   keep up with every busy pod's news, and a pod with one drop is a problem that would otherwise wait
+ *   behind the whole storm, while the busy pods' drops keep merging into their waiting Events;
+ * - within a pod, the Event standing for the most drops (a scan's combined Event before the individual
+ *   peers still waiting behind the pod's burst), then the one opened first.
  */
 export class WriteScheduler {
   private readonly global: TokenBucket;
@@ -60,39 +70,64 @@ export class WriteScheduler {
    */
   next(entries: Iterable<PendingEvent>, at: number, isUpdate: (entry: PendingEvent) => boolean): Pick {
     if (!this.global.ready(at)) return { wakeAt: this.global.readyAt(at) };
-    let best: { entry: PendingEvent; pod: TokenBucket | undefined; rank: Rank } | undefined;
+    const pods = new Map<string, PodView>();
+    const candidates: PendingEvent[] = [];
     let wakeAt = Number.POSITIVE_INFINITY;
     for (const entry of entries) {
+      const view = this.view(pods, entry.intent.pod.uid, at);
+      view.drops += entry.tally.count;
       if (entry.writing !== null) continue;
       if (entry.notBefore > at) {
         wakeAt = Math.min(wakeAt, entry.notBefore);
-        continue;
+      } else if (entry.stage === 'write' && !view.bucket.ready(at)) {
+        wakeAt = Math.min(wakeAt, view.bucket.readyAt(at));
+      } else {
+        candidates.push(entry);
       }
-      const pod = entry.stage === 'write' ? this.perPod.get(entry.intent.pod.uid, at) : undefined;
-      if (pod !== undefined && !pod.ready(at)) {
-        wakeAt = Math.min(wakeAt, pod.readyAt(at));
-        continue;
+    }
+    let best: PendingEvent | undefined;
+    let bestUpdate = false;
+    for (const entry of candidates) {
+      const update = isUpdate(entry);
+      if (best === undefined || before(entry, update, best, bestUpdate, pods)) {
+        best = entry;
+        bestUpdate = update;
       }
-      const rank = this.rank(entry, isUpdate(entry));
-      if (best === undefined || before(rank, best.rank)) best = { entry, pod, rank };
     }
     if (best === undefined) return { wakeAt };
     this.global.take(at);
-    best.pod?.take(at);
-    this.lastWrite.set(best.entry.intent.pod.uid, at);
-    return { entry: best.entry, pod: best.pod };
+    const pod = best.stage === 'write' ? pods.get(best.intent.pod.uid)!.bucket : undefined;
+    pod?.take(at);
+    this.lastWrite.set(best.intent.pod.uid, at);
+    return { entry: best, pod };
   }
 
-  private rank(entry: PendingEvent, update: boolean): Rank {
-    const written = this.lastWrite.peek(entry.intent.pod.uid) ?? Number.NEGATIVE_INFINITY;
-    const order = written === Number.NEGATIVE_INFINITY ? -entry.opened : -entry.tally.count;
-    return [update ? 1 : 0, written, order, entry.opened];
+  private view(pods: Map<string, PodView>, uid: string, at: number): PodView {
+    let view = pods.get(uid);
+    if (view === undefined) {
+      const written = this.lastWrite.peek(uid) ?? Number.NEGATIVE_INFINITY;
+      view = { bucket: this.perPod.get(uid, at), written, drops: 0 };
+      pods.set(uid, view);
+    }
+    return view;
   }
 }
 
-type Rank = readonly [number, number, number, number];
-
-function before(a: Rank, b: Rank): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!;
-  return false;
+/** Whether `a` goes before `b`, by the rules above. */
+function before(
+  a: PendingEvent,
+  aUpdate: boolean,
+  b: PendingEvent,
+  bUpdate: boolean,
+  pods: Map<string, PodView>,
+): boolean {
+  if (aUpdate !== bUpdate) return !aUpdate;
+  const podA = pods.get(a.intent.pod.uid)!;
+  const podB = pods.get(b.intent.pod.uid)!;
+  if (podA.written !== podB.written) return podA.written < podB.written;
+  if (podA !== podB && podA.written === Number.NEGATIVE_INFINITY && podA.drops !== podB.drops) {
+    return podA.drops < podB.drops;
+  }
+  if (a.tally.count !== b.tally.count) return a.tally.count > b.tally.count;
+  return a.opened < b.opened;
 }

@@ -28,6 +28,7 @@ import {
 } from '../support/cluster.ts';
 import { daemonSetMemory } from '../support/daemonset.ts';
 import { appendJournal, tempDir } from '../support/journal.ts';
+import { percentile, pool, round } from './measure.ts';
 
 const TARGET_KIB_PER_1000_PODS = 1024;
 const TARGET_P99_MS = 1000;
@@ -41,7 +42,6 @@ const pods = Number(process.argv[2] ?? 10_000);
 const lines = Number(process.argv[3] ?? 200);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /** A journal directory holding one non-drop kernel line, and its file. */
 async function journalDir(): Promise<{ dir: string; file: string }> {
@@ -106,15 +106,6 @@ async function measureMemory(c: Cluster, expected: number): Promise<Memory> {
   }
 }
 
-/** Runs `task(0..count-1)` with at most `limit` running at once. */
-async function pool(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) await task(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
-}
-
 async function createRunningPods(c: Cluster, count: number): Promise<void> {
   const namespaces: string[] = [];
   for (let n = 0; n < NAMESPACES; n++) namespaces.push(await createNamespace(c));
@@ -157,10 +148,6 @@ async function podIndexMemory(c: Cluster): Promise<void> {
       heapAfterGcMiB: mib(loaded.heapAfterGc),
     })}\n`,
   );
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 async function lineToEventLatency(c: Cluster): Promise<void> {

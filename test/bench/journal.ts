@@ -14,6 +14,7 @@ import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ReadJournalOptions, readJournalOnce } from '../../agent/sources/journal.ts';
 import { appendJournal, calicoMessage, type JournalEntry, MACHINE_ID, tempDir } from '../support/journal.ts';
+import { round } from './measure.ts';
 
 const TARGET_ENTRIES_PER_SECOND = 150_000;
 const RUNS = 3;
@@ -79,8 +80,6 @@ async function timeJournalctl(directory: string): Promise<number> {
 function median(values: readonly number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 }
-
-const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
 
 const entries = Number(process.argv[2] ?? 200_000);
 const dir = await tempDir('journal-bench');

@@ -29,10 +29,11 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startAgent(env: Record<string, string>): Promise<AgentProcess> {
+/** `root` is the checkout whose agent runs: this one, or another to measure side by side. */
+export async function startAgent(env: Record<string, string>, root = ROOT): Promise<AgentProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, 'agent/cli.ts'), 'run'], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [join(root, 'agent/cli.ts'), 'run'], {
+    cwd: root,
     env: {
       PATH: process.env.PATH ?? '',
       LOG_LEVEL: 'debug',

@@ -3,6 +3,7 @@ import {
   COMBINE_THRESHOLD,
   COMBINED_COUNT_MAX,
   Combiner,
+  isCombinerState,
   MIN_WINDOW_MS,
 } from '../../agent/events/combine.ts';
 import { combinedMessage, combinedSubject, dropMessage } from '../../agent/events/message.ts';
@@ -134,5 +135,29 @@ describe('Combiner', () => {
       last = receive(combiner, scan(n, { src: `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}` }));
     }
     expect(last?.message).toContain(`from more than ${COMBINED_COUNT_MAX.toLocaleString('en-US')} sources`);
+  });
+
+  it('combines re-read drops as before once restored from its saved state, which is checked on load', () => {
+    const before = new Combiner(2 * MINUTE);
+    const first = Array.from({ length: 20 }, (_, n) => receive(before, scan(n)));
+    const saved: unknown = JSON.parse(JSON.stringify(before.state()));
+    expect(isCombinerState(saved)).toBe(true);
+    const after = new Combiner(2 * MINUTE, saved as ReturnType<Combiner['state']>);
+    const again = [3, 15].map((n) => receive(after, scan(n, { time: T0 + 100 + n })));
+    expect(again.map((i) => [i.combined, i.subject])).toEqual([
+      [false, first[3]?.subject],
+      [true, first[15]?.subject],
+    ]);
+    expect(again[1]?.message).toContain('from 10 sources');
+    expect(receive(new Combiner(2 * MINUTE), scan(15)).combined).toBe(false);
+
+    for (const garbage of [
+      null,
+      {},
+      { sides: [], groups: [], combined: [['k', { peers: ['x'] }]] },
+      'text',
+    ]) {
+      expect(isCombinerState(garbage)).toBe(false);
+    }
   });
 });

@@ -50,7 +50,7 @@ describe('EventWriter on a fake clock', () => {
     expect(await value(r.metrics.queueDepth)).toBe(0);
   });
 
-  it('writes news first: a new Event before count updates, a pod never written to (newest first) before one just written', async () => {
+  it('writes news first: a new Event before count updates, a pod never written to (the quietest first) before one just written', async () => {
     const r = rig({ EVENT_RATE_LIMIT_PER_SECOND: '1' });
     const a = podNamed('a');
     const b = podNamed('b');
@@ -61,6 +61,7 @@ describe('EventWriter on a fake clock', () => {
     r.writer.submit(side(a, 'one', T + 1));
     r.writer.submit(side(a, 'two'));
     r.writer.submit(side(b, 'one'));
+    r.writer.submit(side(b, 'two'));
     r.writer.submit(side(c, 'one'));
     await r.clock.advance(5_000);
     expect(r.api.calls.map((call) => `${call.verb} ${call.name.split('.')[0]}`)).toEqual([
@@ -68,6 +69,7 @@ describe('EventWriter on a fake clock', () => {
       'create c',
       'create b',
       'create a',
+      'create b',
       'patch a',
     ]);
   });

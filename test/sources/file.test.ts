@@ -109,7 +109,11 @@ class Tail {
   }
 
   /** Resolves once the source has opened a file and knows where it starts. */
-  static async start(c: Case, options: Partial<FileSourceOptions> = {}, handler?: RecordHandler): Promise<Tail> {
+  static async start(
+    c: Case,
+    options: Partial<FileSourceOptions> = {},
+    handler?: RecordHandler,
+  ): Promise<Tail> {
     const tail = new Tail(c, options, handler);
     await tail.logged('following log file');
     return tail;

@@ -173,6 +173,8 @@ export function kubectl(c: Cluster | string, args: string[]): Promise<string> {
 /** A control plane of a test file's own, which it may stop and restart without disturbing other files. */
 export interface PrivateControlPlane {
   cluster: Cluster;
+  /** Its state directory: the command lines of its etcd and kube-apiserver name it. */
+  dir: string;
   /** Runs a testenv subcommand (stop-apiserver, start-apiserver, restart-apiserver) on it. */
   testenv(command: string): Promise<string>;
   down(): Promise<void>;
@@ -188,5 +190,5 @@ export async function privateControlPlane(): Promise<PrivateControlPlane> {
   const { kubeconfig } = JSON.parse((await testenv('up')).trim().split('\n').at(-1) ?? '') as {
     kubeconfig: string;
   };
-  return { cluster: connect(kubeconfig), testenv, down: async () => void (await testenv('down')) };
+  return { cluster: connect(kubeconfig), dir, testenv, down: async () => void (await testenv('down')) };
 }
