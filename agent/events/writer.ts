@@ -1,6 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
-import type { Logger } from '../log.ts';
+import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { EventIntent, EventSink } from '../types.ts';
 import { createEventApi, type EventApi } from './api.ts';
@@ -82,6 +82,8 @@ export class EventWriter implements EventSink {
   private readonly metrics: Metrics;
   private readonly now: () => number;
   private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly expiredWarning: ThrottledWarning;
   private readonly store: EventStore;
   private readonly scheduler: WriteScheduler;
   private readonly pending = new Map<string, PendingEvent>();
@@ -103,6 +105,11 @@ export class EventWriter implements EventSink {
     this.metrics = options.metrics;
     this.now = options.now ?? Date.now;
     this.clock = options.clock ?? systemClock;
+    this.log = options.log;
+    this.expiredWarning = new ThrottledWarning(
+      options.log,
+      'drop sides given up: not written within PACKET_DROP_EXPIRATION_MINUTES (events_dropped_total{reason="expired"})',
+    );
     const api = 'api' in options ? options.api : createEventApi(options.kubeConfig);
     this.store = new EventStore({
       api,
@@ -198,7 +205,15 @@ export class EventWriter implements EventSink {
     if (this.stopped) return;
     this.stopped = true;
     this.clock.clearTimeout(this.timer);
-    for (const entry of this.pending.values()) this.giveUp('shutdown', entry.tally.count);
+    let sides = 0;
+    for (const entry of this.pending.values()) sides += entry.tally.count;
+    this.giveUp('shutdown', sides);
+    if (sides > 0) {
+      this.log.warn(
+        { sides, events: this.pending.size },
+        'stopping with drop sides not written; their lines are read again after a restart',
+      );
+    }
     this.pending.clear();
     this.changed();
   }
@@ -222,7 +237,9 @@ export class EventWriter implements EventSink {
   }
 
   private giveUp(reason: string, count: number): void {
-    if (count > 0) this.metrics.eventsDropped.inc({ reason }, count);
+    if (count === 0) return;
+    this.metrics.eventsDropped.inc({ reason }, count);
+    if (reason === 'expired') this.expiredWarning.note({ pending: this.pending.size }, count);
   }
 
   /** The open receipt; a new one once the last is settled or older than RECEIPT_MS. */

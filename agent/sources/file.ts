@@ -39,13 +39,12 @@ import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Logger } from '../log.ts';
+import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { MAX_LINE_LENGTH } from '../parser/lines.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { LineSplitter } from './line-splitter.ts';
 import type { LogRecord, LogSource, RecordHandler } from './source.ts';
-import { ThrottledWarning } from './throttled-warning.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;

@@ -18,14 +18,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../log.ts';
+import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { isOverlong, MAX_LINE_LENGTH } from '../parser/lines.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { type ExportEntry, ExportReader, isCursor } from './journal-export.ts';
 import { journalBytes, markOf, type Probe, planParts, ReadAhead } from './journal-parts.ts';
 import type { LogRecord, LogSource, RecordHandler } from './source.ts';
-import { ThrottledWarning } from './throttled-warning.ts';
 
 const DEFAULT_JOURNALCTL = 'journalctl';
 const CHECKPOINT_FILE = 'journal.cursor.json';

@@ -225,7 +225,7 @@ describe('the agent under a flood of drops', () => {
     const namespace = await createNamespace(c);
     const pods = await runningPods(
       namespace,
-      Array.from({ length: 20 }, (_, i) => `pod-${i}`),
+      Array.from({ length: 30 }, (_, i) => `pod-${i}`),
     );
     const proxy = await FaultProxy.start(c);
     try {
@@ -234,13 +234,9 @@ describe('the agent under a flood of drops', () => {
       proxy.add({ url: new RegExp(`^/api/v1/namespaces/${namespace}/events`), holdResponseMs: 3_000 });
       const { dir, file } = await journalDir();
       const env = await journalAgentEnv(slow, dir);
-      // Each pod side has 10 peers and the backlog stays under the buffer, so no drop is combined: a
-      // restarted agent's combining starts afresh and could put a re-read drop into another Event.
-      const first = await agentWith({
-        ...env,
-        SHUTDOWN_GRACE_SECONDS: '2',
-        PACKET_DROP_CHANNEL_BUFFER_SIZE: '1000',
-      });
+      // Five senders with 25 peers each: their drops past the 10th peer are combined, and the restarted
+      // agent must combine the re-read ones into the same Events (the combining state it saved).
+      const first = await agentWith({ ...env, SHUTDOWN_GRACE_SECONDS: '2' });
       const startUs = Date.now() * 1000;
       const lines = Array.from({ length: 2000 }, (_, n) => {
         const from = pods[n % 5]!;
@@ -265,6 +261,9 @@ describe('the agent under a flood of drops', () => {
       await waitFor(async () => (await total()) >= 4000, 60_000, 'every side counted after the restart');
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       expect(await total()).toBe(4000);
+      expect((await eventsOf(namespace)).some((e) => e.message?.includes(' destinations on port '))).toBe(
+        true,
+      );
       expect(metricValue(await second.metrics(), `${M}queue_depth`)).toBe(0);
     } finally {
       proxy.close();

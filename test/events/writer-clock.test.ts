@@ -132,6 +132,9 @@ describe('EventWriter on a fake clock', () => {
     expect(await value(down.metrics.eventsDropped, { reason: 'expired' })).toBe(1);
     expect(await value(down.metrics.queueDepth)).toBe(0);
     expect(down.logs.filter((line) => line.msg.startsWith('event writes failing'))).toHaveLength(1);
+    expect(down.logs.filter((line) => line.msg.startsWith('drop sides given up'))).toEqual([
+      expect.objectContaining({ level: 40, skipped: 1 }),
+    ]);
   });
 
   it('settles a receipt once the sides before it are written, in order; at once when nothing waits', async () => {
@@ -192,6 +195,9 @@ describe('EventWriter on a fake clock', () => {
     // Three calls were in flight (the process may end before they answer): all four sides are given up.
     expect(await value(r.metrics.eventsDropped, { reason: 'shutdown' })).toBe(4);
     expect(await total(r.metrics.dropSides)).toBe(0);
+    expect(r.logs.filter((line) => line.msg.startsWith('stopping with drop sides not written'))).toEqual([
+      expect.objectContaining({ sides: 4, events: 3 }),
+    ]);
     expect(receipt()).toBe(false);
   });
 
