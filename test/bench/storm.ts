@@ -16,7 +16,7 @@ import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type AgentProcess, metricValue, startAgent } from '../e2e/agent-process.ts';
+import { type AgentProcess, metricSum, metricValue, startAgent } from '../e2e/agent-process.ts';
 import {
   type Cluster,
   createNamespace,
@@ -61,16 +61,6 @@ async function runningPods(c: Cluster, prefix: string, count: number, namespaces
 
 function kernLine(src: string, dst: string, sport: number, dport: number): string {
   return `${new Date().toISOString()} node-a kernel: calico-packet: IN=cali1 OUT=eth0 SRC=${src} DST=${dst} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=${sport} DPT=${dport} WINDOW=42600 RES=0x00 SYN URGP=0\n`;
-}
-
-/** Sum of every sample of a metric, whatever its labels. */
-function metricSum(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      sum += Number(line.slice(line.lastIndexOf(' ')));
-  }
-  return sum;
 }
 
 function byLabel(text: string, name: string): Record<string, number> {

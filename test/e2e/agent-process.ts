@@ -105,3 +105,13 @@ export function metricValue(text: string, name: string, labels = ''): number {
   }
   return 0;
 }
+
+/** Every sample of a metric, whatever its labels, added up. */
+export function metricSum(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+      sum += Number(line.slice(line.lastIndexOf(' ')));
+  }
+  return sum;
+}

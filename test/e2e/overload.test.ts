@@ -25,7 +25,7 @@ import {
 } from '../support/cluster.ts';
 import { FaultProxy } from '../support/fault-proxy.ts';
 import { appendJournal, type JournalEntry } from '../support/journal.ts';
-import { type AgentProcess, metricValue, waitFor } from './agent-process.ts';
+import { type AgentProcess, metricSum, metricValue, waitFor } from './agent-process.ts';
 import { agentLauncher, journalAgentEnv, journalDir } from './scenario.ts';
 
 const M = 'kube_iptables_tailer_';
@@ -90,21 +90,13 @@ async function eventsOf(namespace: string): Promise<CoreV1Event[]> {
   return (await c.core.listNamespacedEvent({ namespace })).items;
 }
 
-function sum(text: string, name: string): number {
-  let total = 0;
-  for (const row of text.split('\n'))
-    if (row.startsWith(`${name}{`) || row.startsWith(`${name} `))
-      total += Number(row.slice(row.lastIndexOf(' ')));
-  return total;
-}
-
 /** Every drop read counted once, and every side posted ended once, with nothing left waiting. */
 async function expectAccounted(agent: AgentProcess, sides: number): Promise<void> {
   const text = await waitFor(
     async () => {
       const t = await agent.metrics();
       return metricValue(t, `${M}queue_depth`) === 0 &&
-        sum(t, `${M}drop_sides_total`) + sum(t, `${M}events_dropped_total`) >= sides
+        metricSum(t, `${M}drop_sides_total`) + metricSum(t, `${M}events_dropped_total`) >= sides
         ? t
         : null;
     },
@@ -119,7 +111,7 @@ async function expectAccounted(agent: AgentProcess, sides: number): Promise<void
     'drops_posted_total',
   ];
   expect(outcomes.reduce((total, name) => total + metricValue(text, `${M}${name}`), 0)).toBe(parsed);
-  expect(sum(text, `${M}drop_sides_total`) + sum(text, `${M}events_dropped_total`)).toBe(sides);
+  expect(metricSum(text, `${M}drop_sides_total`) + metricSum(text, `${M}events_dropped_total`)).toBe(sides);
 }
 
 describe('the agent under a flood of drops', () => {
@@ -231,19 +223,34 @@ describe('the agent under a flood of drops', () => {
     try {
       const slow = join(await mkdtemp(join(tmpdir(), 'kubeconfig-')), 'kubeconfig');
       await writeFile(slow, proxy.kubeconfig(await shippedAgentToken(c)), { mode: 0o600 });
-      proxy.add({ url: new RegExp(`^/api/v1/namespaces/${namespace}/events`), holdResponseMs: 3_000 });
       const { dir, file } = await journalDir();
       const env = await journalAgentEnv(slow, dir);
-      // Five senders with 25 peers each: their drops past the 10th peer are combined, and the restarted
-      // agent must combine the re-read ones into the same Events (the combining state it saved).
-      const first = await agentWith({ ...env, SHUTDOWN_GRACE_SECONDS: '2' });
+      // Five senders with 25 peers each: their drops past the 10th peer are combined. The first 600 lines
+      // are written and checkpointed while the API server is fast; the rest meet a slow one and SIGTERM.
+      // The restarted agent re-reads only those, and must combine them into the Events they went to
+      // before (the combining state it saved), not give their first peers Events of their own.
+      const first = await agentWith({ ...env, SHUTDOWN_GRACE_SECONDS: '2', EVENT_BURST_PER_POD: '100' });
       const startUs = Date.now() * 1000;
       const lines = Array.from({ length: 2000 }, (_, n) => {
         const from = pods[n % 5]!;
         const to = pods[5 + (Math.floor(n / 5) % 25)]!;
         return line(from.ip, to.ip, 8080, 1024 + n, startUs + n * 1000);
       });
-      await appendJournal(file, lines);
+      await appendJournal(file, lines.slice(0, 600));
+      await waitFor(
+        async () => {
+          const text = await first.metrics();
+          return (
+            metricValue(text, `${M}lines_parsed_total`) === 600 && metricValue(text, `${M}queue_depth`) === 0
+          );
+        },
+        20_000,
+        'the first part written',
+      );
+      // The checkpoint is saved at most once a second.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      proxy.add({ url: new RegExp(`^/api/v1/namespaces/${namespace}/events`), holdResponseMs: 3_000 });
+      await appendJournal(file, lines.slice(600));
       await waitFor(
         async () => metricValue(await first.metrics(), `${M}lines_parsed_total`) === 2000,
         20_000,
@@ -256,9 +263,22 @@ describe('the agent under a flood of drops', () => {
       console.log(`overload: SIGTERM to exit ${Math.round(exitMs)} ms with SHUTDOWN_GRACE_SECONDS=2`);
       expect(exitMs).toBeLessThan(3_000);
 
-      const second = await agentWith({ ...env, KUBECONFIG: kubeconfig, EVENT_RATE_LIMIT_PER_SECOND: '200' });
+      // Generous rates, so the restarted agent writes the senders' 11 Events each at once.
+      const second = await agentWith({
+        ...env,
+        KUBECONFIG: kubeconfig,
+        EVENT_RATE_LIMIT_PER_SECOND: '200',
+        EVENT_BURST_PER_POD: '100',
+      });
       const total = async () => (await eventsOf(namespace)).reduce((n, e) => n + (e.count ?? 0), 0);
-      await waitFor(async () => (await total()) >= 4000, 60_000, 'every side counted after the restart');
+      await waitFor(
+        async () => (await total()) >= 4000,
+        60_000,
+        'every side counted after the restart',
+      ).catch(async (err: unknown) => {
+        console.log(`overload: counted ${await total()} of 4000 after the restart`, await second.metrics());
+        throw err;
+      });
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       expect(await total()).toBe(4000);
       expect((await eventsOf(namespace)).some((e) => e.message?.includes(' destinations on port '))).toBe(

@@ -24,7 +24,7 @@ import {
 } from '../support/cluster.ts';
 import { daemonSetMemory } from '../support/daemonset.ts';
 import { appendJournal, type JournalEntry } from '../support/journal.ts';
-import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
+import { type AgentProcess, metricSum, metricValue, startAgent, waitFor } from './agent-process.ts';
 
 const LINES = 100_000;
 const BATCHES = 60;
@@ -62,16 +62,6 @@ async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) 
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: limit }, worker));
-}
-
-/** Every sample of a metric, whatever its labels, added up. */
-function metricSum(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      sum += Number(line.slice(line.lastIndexOf(' ')));
-  }
-  return sum;
 }
 
 /** The labelled samples of a metric, for the report. */
