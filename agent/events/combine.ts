@@ -47,6 +47,7 @@ interface CombinedState {
   peers: number[];
   peersCapped: boolean;
   ports: number[];
+  portsCapped: boolean;
   examples: string[];
   last: number;
 }
@@ -75,6 +76,7 @@ function isCombinedState(value: unknown): value is CombinedState {
     typeof v.peersCapped === 'boolean' &&
     Array.isArray(v.ports) &&
     v.ports.every(isNumber) &&
+    typeof v.portsCapped === 'boolean' &&
     Array.isArray(v.examples) &&
     v.examples.every(isString) &&
     isNumber(v.last)
@@ -93,13 +95,23 @@ export function isCombinerState(value: unknown): value is CombinerState {
   );
 }
 
-/** One combined Event's episode: it ends when the window passes without a drop for it. */
+/**
+ * One combined Event's episode: it ends when the window passes without a drop for it. It counts the peers
+ * and ports that got Events of their own before it too, so that a scan of 5,000 sources says 5,000.
+ */
 interface Combined {
   peers: Set<number>;
   peersCapped: boolean;
   ports: Set<number>;
+  portsCapped: boolean;
   examples: string[];
   last: number;
+}
+
+/** Hashes of the peers and ports a group saw before its combined Event starts, which counts them too. */
+interface Members {
+  peers: Iterable<number>;
+  ports: Iterable<number>;
 }
 
 /**
@@ -164,7 +176,9 @@ export class Combiner {
     const base = { pod, direction, time: drop.time, host, drop };
     const ports = this.recent(this.sides, side, drop.time);
     if (!ports.has(port) && this.combines(side, ports, overloaded, drop.time)) {
-      const combined = this.count(side, peerIp, port, `${peer(peerName, peerIp)} ${port}`, drop.time);
+      const members = { peers: this.portPeers(side, ports, drop.time), ports: hashes(ports.keys()) };
+      const example = `${peer(peerName, peerIp)} ${port}`;
+      const combined = this.count(side, members, peerIp, port, example, drop.time);
       const view = { ...viewOf(combined), direction, ports: combined.ports.size, transport: null };
       const subject = combinedSubject(direction, null);
       return { ...base, message: combinedMessage(view), subject, combined: true };
@@ -173,7 +187,8 @@ export class Combiner {
     const group = `${side} ${port}`;
     const peers = this.recent(this.groups, group, drop.time);
     if (!peers.has(peerIp) && this.combines(group, peers, overloaded, drop.time)) {
-      const combined = this.count(group, peerIp, port, peer(peerName, peerIp), drop.time);
+      const members = { peers: hashes(peers.keys()), ports: [] };
+      const combined = this.count(group, members, peerIp, port, peer(peerName, peerIp), drop.time);
       const view = { ...viewOf(combined), direction, ports: null, transport: port };
       const subject = combinedSubject(direction, port);
       return { ...base, message: combinedMessage(view), subject, combined: true };
@@ -194,6 +209,18 @@ export class Combiner {
     return recent;
   }
 
+  /** The peers seen within the window of `at` on a pod side's ports that it did not combine yet. */
+  private *portPeers(side: string, ports: Recent, at: number): Iterable<number> {
+    for (const port of ports.keys()) {
+      const group = `${side} ${port}`;
+      for (const [member, last] of this.groups.peek(group) ?? []) {
+        if (at - last < this.windowMs) yield hash30(member);
+      }
+      const combined = this.combined.peek(group);
+      if (this.ongoing(combined, at)) yield* combined.peers;
+    }
+  }
+
   private combines(key: string, recent: Recent, overloaded: boolean, at: number): boolean {
     const current = this.current(key, at);
     return current !== undefined || recent.size >= COMBINE_THRESHOLD || (overloaded && recent.size >= 1);
@@ -202,44 +229,69 @@ export class Combiner {
   /** The combined Event's episode still under way at `at`, if any. */
   private current(key: string, at: number): Combined | undefined {
     const combined = this.combined.get(key);
-    if (combined !== undefined && at - combined.last < this.windowMs) return combined;
-    return undefined;
+    return this.ongoing(combined, at) ? combined : undefined;
   }
 
-  private count(key: string, peerIp: string, port: string, example: string, at: number): Combined {
+  private ongoing(combined: Combined | undefined, at: number): combined is Combined {
+    return combined !== undefined && at - combined.last < this.windowMs;
+  }
+
+  private count(
+    key: string,
+    individual: Members,
+    peerIp: string,
+    port: string,
+    example: string,
+    at: number,
+  ): Combined {
     let combined = this.current(key, at);
     if (combined === undefined) {
-      combined = { peers: new Set(), peersCapped: false, ports: new Set(), examples: [], last: at };
+      combined = {
+        peers: new Set(),
+        peersCapped: false,
+        ports: new Set(),
+        portsCapped: false,
+        examples: [],
+        last: at,
+      };
       this.combined.set(key, combined);
+      for (const member of individual.peers) this.addPeer(combined, member);
+      for (const member of individual.ports) this.addPort(combined, member);
     }
     combined.last = Math.max(combined.last, at);
-    const peerHash = hash30(peerIp);
-    if (!combined.peers.has(peerHash)) {
-      if (combined.peers.size < COMBINED_COUNT_MAX && this.tracked < TRACKED_BUDGET) {
-        combined.peers.add(peerHash);
-        this.tracked++;
-      } else {
-        combined.peersCapped = true;
-      }
-    }
-    const portHash = hash30(port);
-    if (
-      !combined.ports.has(portHash) &&
-      combined.ports.size < COMBINED_COUNT_MAX &&
-      this.tracked < TRACKED_BUDGET
-    ) {
-      combined.ports.add(portHash);
-      this.tracked++;
-    }
+    this.addPeer(combined, hash30(peerIp));
+    this.addPort(combined, hash30(port));
     if (combined.examples.length < COMBINED_EXAMPLES && !combined.examples.includes(example)) {
       combined.examples.push(example);
     }
     return combined;
   }
+
+  private addPeer(combined: Combined, peer: number): void {
+    if (!this.add(combined.peers, peer)) combined.peersCapped = true;
+  }
+
+  private addPort(combined: Combined, port: number): void {
+    if (!this.add(combined.ports, port)) combined.portsCapped = true;
+  }
+
+  /** False when the member is new but the Event or the budget is full: it goes uncounted. */
+  private add(members: Set<number>, hash: number): boolean {
+    if (members.has(hash)) return true;
+    if (members.size >= COMBINED_COUNT_MAX || this.tracked >= TRACKED_BUDGET) return false;
+    members.add(hash);
+    this.tracked++;
+    return true;
+  }
 }
 
 function viewOf(combined: Combined) {
-  return { peers: combined.peers.size, peersCapped: combined.peersCapped, examples: combined.examples };
+  const { peersCapped, portsCapped, examples } = combined;
+  return { peers: combined.peers.size, peersCapped, portsCapped, examples };
+}
+
+function* hashes(texts: Iterable<string>): Iterable<number> {
+  for (const text of texts) yield hash30(text);
 }
 
 /**

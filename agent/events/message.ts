@@ -40,8 +40,12 @@ export interface CombinedView {
   /** Distinct peers counted; `peersCapped` when counting stopped at that number. */
   peers: number;
   peersCapped: boolean;
-  /** Distinct ports (or port-less protocols); null for an Event about one port, whose `transport` is given. */
+  /**
+   * Distinct ports (or port-less protocols), `portsCapped` when counting stopped at that number; null for
+   * an Event about one port, whose `transport` is given.
+   */
   ports: number | null;
+  portsCapped: boolean;
   /** "on port 443/TCP" for an Event about one port. */
   transport: string | null;
   /** "name (ip)" of the first peers, or "name (ip) on port 22/TCP" for an Event about many ports. */
@@ -67,7 +71,9 @@ export function combinedMessage(view: CombinedView): string {
   const [one, many] = view.direction === 'send' ? ['destination', 'destinations'] : ['source', 'sources'];
   const peers = peersPart(view.direction, counted(view.peers, view.peersCapped, one, many));
   const where =
-    view.ports === null ? (view.transport ?? '') : `on ${counted(view.ports, false, 'port', 'ports')}`;
+    view.ports === null
+      ? (view.transport ?? '')
+      : `on ${counted(view.ports, view.portsCapped, 'port', 'ports')}`;
   return `Packet dropped when ${peers} ${where} (e.g. ${view.examples.join(', ')}, …)`;
 }
 

@@ -56,53 +56,41 @@ export class Checkpoint<T> {
 }
 
 /**
- * Batches waiting to settle at most; past it, a new batch joins the last one (the checkpoint then waits for
- * both), so a writer that falls far behind costs no more memory.
+ * Batches waiting to settle at most. Past it, a new batch joins the last one: that entry takes the new
+ * value and waits for both batches' promises, so a writer that falls far behind costs no more memory, and
+ * the checkpoint only lags further (never passes an unsettled batch).
  */
-const MAX_UNSETTLED = 10_000;
+export const MAX_UNSETTLED = 10_000;
 
-/** A position that waits for its batch, and every batch merged into it, to settle. */
+/** A value that waits for its batch, and every batch merged into it, to settle. */
 interface Unsettled<T> {
   value: T;
   /** The batches' promises not yet settled. */
   open: number;
-  /** The last promise joined, so that batches sharing one cost one entry. */
+  /** The last promise joined, so that batches sharing one (one writer receipt) cost one entry. */
   last: Promise<void>;
 }
 
 /**
- * Keeps a checkpoint near the latest value whose batch and every earlier one are settled, while writing
- * it at most once per interval; writes run one after another because they share the temporary file.
+ * Passes on the newest value whose batch and every earlier one are settled. Batches settle out of order
+ * (a later one may hold nothing to write), and a restart resumes from what is passed on: it must not pass
+ * a batch still being written. A rejected promise counts as settled: the writer gave the batch up for
+ * good, and reading it again would not help.
  */
-export class ThrottledCheckpoint<T> {
-  private readonly checkpoint: Checkpoint<T>;
-  private readonly intervalMs: number;
-  private latest: T | null = null;
-  private savedText: string | null = null;
-  private lastSaveAt = Number.NEGATIVE_INFINITY;
-  private timer: NodeJS.Timeout | null = null;
-  private saving: Promise<void> = Promise.resolve();
+export class SettledPositions<T> {
+  private readonly onSettled: (value: T) => void;
   private readonly unsettled: Unsettled<T>[] = [];
 
-  constructor(checkpoint: Checkpoint<T>, intervalMs: number) {
-    this.checkpoint = checkpoint;
-    this.intervalMs = intervalMs;
+  constructor(onSettled: (value: T) => void) {
+    this.onSettled = onSettled;
   }
 
-  async load(isValid: (value: unknown) => value is T): Promise<T | null> {
-    const value = await this.checkpoint.load(isValid);
-    this.savedText = JSON.stringify(value);
-    return value;
-  }
-
-  /**
-   * Moves the checkpoint to `value` once `settled` (if given) and every earlier update's have settled. A
-   * rejected promise counts as settled: the batch is not read again.
-   */
-  update(value: T, settled?: Promise<void>): void {
+  /** The value after a batch, given in reading order; without `settled`, the batch counts as settled now. */
+  add(value: T, settled?: Promise<void>): void {
     let tail = this.unsettled.at(-1);
     if (settled === undefined) {
-      if (tail === undefined) this.keep(value);
+      // Waiting behind the tail, this value is due exactly when the tail's is: it replaces it.
+      if (tail === undefined) this.onSettled(value);
       else tail.value = value;
       return;
     }
@@ -118,9 +106,47 @@ export class ThrottledCheckpoint<T> {
     entry.open++;
     const done = () => {
       entry.open--;
-      while (this.unsettled[0]?.open === 0) this.keep(this.unsettled.shift()!.value);
+      this.release();
     };
     settled.then(done, done);
+  }
+
+  /** Passes on the newest of the leading entries that are settled, once. */
+  private release(): void {
+    let newest: Unsettled<T> | undefined;
+    while (this.unsettled[0]?.open === 0) newest = this.unsettled.shift();
+    if (newest !== undefined) this.onSettled(newest.value);
+  }
+}
+
+/**
+ * Keeps a checkpoint near the latest value whose batch and every earlier one are settled, while writing
+ * it at most once per interval; writes run one after another because they share the temporary file.
+ */
+export class ThrottledCheckpoint<T> {
+  private readonly checkpoint: Checkpoint<T>;
+  private readonly intervalMs: number;
+  private readonly positions = new SettledPositions<T>((value) => this.keep(value));
+  private latest: T | null = null;
+  private savedText: string | null = null;
+  private lastSaveAt = Number.NEGATIVE_INFINITY;
+  private timer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(checkpoint: Checkpoint<T>, intervalMs: number) {
+    this.checkpoint = checkpoint;
+    this.intervalMs = intervalMs;
+  }
+
+  async load(isValid: (value: unknown) => value is T): Promise<T | null> {
+    const value = await this.checkpoint.load(isValid);
+    this.savedText = JSON.stringify(value);
+    return value;
+  }
+
+  /** Moves the checkpoint to `value` once `settled` (if given) and every earlier update's have settled. */
+  update(value: T, settled?: Promise<void>): void {
+    this.positions.add(value, settled);
   }
 
   private keep(value: T): void {

@@ -19,8 +19,9 @@
  *   handle; a file that appears at the path later is read from 0, as above.
  *
  * Start position. The checkpoint, saved at most once a second and on stop, is the offset just after the
- * last line the handler finished, in a file identified by dev, inode and a hash of its first bytes
- * (inode numbers are reused when a file is deleted and another created).
+ * last line whose batch, and every earlier one, the handler has settled (see source.ts), in a file
+ * identified by dev, inode and a hash of its first bytes (inode numbers are reused when a file is deleted
+ * and another created).
  * - No checkpoint (or one for another path): the start of the file's last line, i.e. its end when it
  *   ends with a newline. Replaying a whole kern.log would post old drops again; drops logged while the
  *   agent was not running are missed (the journal source reads back PACKET_DROP_EXPIRATION_MINUTES
@@ -486,7 +487,7 @@ export class FileSource implements LogSource {
     }
   }
 
-  /** Hands the lines over, waits for the handler, then moves the checkpoint past them. */
+  /** Hands the lines over and waits for the handler; the checkpoint moves past them once they settle. */
   private async deliver(lines: readonly string[], file: TailedFile): Promise<void> {
     let settled: Promise<void> | undefined;
     if (lines.length > 0) {

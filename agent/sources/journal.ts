@@ -261,7 +261,8 @@ function isCursorCheckpoint(value: unknown): value is CursorCheckpoint {
 
 /**
  * Follows the journal with `journalctl --follow`, restarting it with backoff whenever it exits, and
- * resuming after the last entry the handler finished with, so nothing is lost or repeated.
+ * resuming after the last entry the handler took, so nothing is lost or repeated. A restart of the agent
+ * resumes after the last entry settled instead: the checkpoint waits for the handler's writes.
  */
 export class JournalSource implements LogSource {
   private readonly directory: string;
@@ -272,7 +273,7 @@ export class JournalSource implements LogSource {
   private readonly now: () => number;
   private readonly checkpoint: ThrottledCheckpoint<CursorCheckpoint>;
 
-  /** The cursor of the last entry whose batch the handler finished. */
+  /** The cursor of the last entry whose batch the handler took, settled or not: journalctl goes on from it. */
   private cursor: string | null = null;
 
   /** Realtime of the last entry handled, to resume by time where the cursor is meaningless. */

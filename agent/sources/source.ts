@@ -9,15 +9,15 @@ export interface LogRecord {
 }
 
 /**
- * What a handler says of a batch it took: `settled` resolves once every drop in it is written or given up
- * for good. Until then a restart must read the batch again.
+ * What a handler says of a batch it has taken: `settled` resolves once every drop in it is written or given
+ * up for good; until then a restart must read the batch again.
  */
 export interface HandledBatch {
   settled: Promise<void>;
 }
 
 /**
- * Receives batches in order. The source reads on once the returned promise resolves, and checkpoints past a
+ * Receives batches in order; the source reads on once the returned promise settles, and checkpoints past a
  * batch once it and every earlier batch are settled (at once when the handler returns nothing).
  */
 export type RecordHandler = (
@@ -33,7 +33,7 @@ export interface LogSource {
   run(handle: RecordHandler): Promise<void>;
   /**
    * Stops reading, waits for the batch in flight, saves the checkpoint as far as batches are settled.
-   * Calling it again later saves again, with the batches settled since.
+   * Calling it again later saves again (batches settled since).
    */
   stop(): Promise<void>;
 }

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { COMBINED_COUNT_MAX } from '../../agent/events/combine.ts';
 import { aggregationKey, eventBody, eventName, rfc3339 } from '../../agent/events/event.ts';
 import { EventBook } from '../../agent/events/event-book.ts';
-import { dropMessage } from '../../agent/events/message.ts';
+import {
+  type CombinedView,
+  combinedMessage,
+  combinedSubject,
+  dropMessage,
+} from '../../agent/events/message.ts';
 import type { EventIntent } from '../../agent/types.ts';
 import { client, config, drop, icmpDrop, MINUTE, NODE_A, pod, server, T0 } from './fixtures.ts';
 
@@ -58,6 +64,79 @@ describe('dropMessage', () => {
     const fragment = drop({ srcPort: null, dstPort: null });
     expect(dropMessage('send', fragment, '10.4.0.16')).toBe(
       'Packet dropped when sending traffic to 10.4.0.16 over TCP',
+    );
+  });
+});
+
+describe('combinedMessage', () => {
+  const scan: CombinedView = {
+    direction: 'receive',
+    peers: 11,
+    peersCapped: false,
+    ports: null,
+    portsCapped: false,
+    transport: 'on port 443/TCP',
+    examples: ['198.18.0.10', '198.18.0.11', '198.18.0.12'],
+  };
+  const portScan: CombinedView = {
+    ...scan,
+    peers: 3,
+    ports: 57,
+    transport: null,
+    examples: ['10.0.0.9 on port 22/TCP'],
+  };
+
+  it('counts the sources or destinations on one port and names a few', () => {
+    expect(combinedMessage(scan)).toBe(
+      'Packet dropped when receiving traffic from 11 sources on port 443/TCP (e.g. 198.18.0.10, 198.18.0.11, 198.18.0.12, …)',
+    );
+    expect(combinedMessage({ ...scan, direction: 'send', peers: 12, examples: ['web (10.4.0.7)'] })).toBe(
+      'Packet dropped when sending traffic to 12 destinations on port 443/TCP (e.g. web (10.4.0.7), …)',
+    );
+    expect(
+      combinedMessage({ ...scan, transport: 'over ICMP (type 8, code 0)', examples: ['198.18.0.10'] }),
+    ).toBe(
+      'Packet dropped when receiving traffic from 11 sources over ICMP (type 8, code 0) (e.g. 198.18.0.10, …)',
+    );
+  });
+
+  it('counts the ports of a port scan, with one source or destination in the singular', () => {
+    expect(combinedMessage(portScan)).toBe(
+      'Packet dropped when receiving traffic from 3 sources on 57 ports (e.g. 10.0.0.9 on port 22/TCP, …)',
+    );
+    expect(combinedMessage({ ...portScan, peers: 1 })).toContain(' from 1 source on 57 ports ');
+    expect(combinedMessage({ ...portScan, direction: 'send', peers: 1 })).toContain(
+      'sending traffic to 1 destination on 57 ports ',
+    );
+  });
+
+  it(`writes thousands with separators and says "more than" once counting stopped at ${COMBINED_COUNT_MAX.toLocaleString('en-US')}`, () => {
+    expect(combinedMessage({ ...scan, peers: 5000 })).toContain(' from 5,000 sources on port 443/TCP ');
+    expect(combinedMessage({ ...portScan, peers: 1234, ports: 56_789 })).toContain(
+      ' from 1,234 sources on 56,789 ports ',
+    );
+    expect(combinedMessage({ ...scan, peers: COMBINED_COUNT_MAX, peersCapped: true })).toContain(
+      ' from more than 10,000 sources on port 443/TCP ',
+    );
+    expect(combinedMessage({ ...portScan, ports: COMBINED_COUNT_MAX, portsCapped: true })).toContain(
+      ' from 3 sources on more than 10,000 ports ',
+    );
+    expect(
+      combinedMessage({ ...portScan, direction: 'send', peers: COMBINED_COUNT_MAX, peersCapped: true }),
+    ).toContain(' to more than 10,000 destinations on 57 ports ');
+  });
+});
+
+describe('combinedSubject', () => {
+  it('stays the same while the message counts on: one Event per pod side and port, or per pod side', () => {
+    expect(combinedSubject('receive', 'on port 443/TCP')).toBe(
+      'Packet dropped when receiving traffic from many sources on port 443/TCP',
+    );
+    expect(combinedSubject('receive', 'over ICMP (type 8, code 0)')).toBe(
+      'Packet dropped when receiving traffic from many sources over ICMP (type 8, code 0)',
+    );
+    expect(combinedSubject('send', null)).toBe(
+      'Packet dropped when sending traffic to many destinations on many ports',
     );
   });
 });
@@ -170,6 +249,27 @@ describe('EventBook', () => {
       'netperf-client-42010a80017f 1 Packet dropped when sending traffic to default (10.4.0.16) on port 41725/TCP',
       'netperf-server-42010a80017f 1 Packet dropped when receiving traffic from default (10.4.1.6) on port 12865/TCP',
     ]);
+  });
+
+  it('keeps one combined Event by its subject while its message counts on, showing the latest message', () => {
+    const book = new EventBook(settings);
+    const subject = combinedSubject('send', 'on port 12865/TCP');
+    const counting = (peers: number, time: number) =>
+      intent({
+        subject,
+        combined: true,
+        time,
+        message: `Packet dropped when sending traffic to ${peers} destinations`,
+      });
+    book.submit(counting(11, T0));
+    book.submit(counting(12, T0 + 1000));
+    const [event, ...rest] = book.list();
+    expect(rest).toEqual([]);
+    expect(event).toMatchObject({
+      count: 2,
+      message: 'Packet dropped when sending traffic to 12 destinations',
+    });
+    expect(event?.metadata.name).toBe(eventName(client.name, aggregationKey(counting(11, T0), settings)));
   });
 
   it('lists by firstTimestamp, then namespace, then name, and never shrinks the time range', () => {

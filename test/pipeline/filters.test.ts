@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isExpired } from '../../agent/filters/expiry.ts';
+import { futureDated, isExpired, MAX_FUTURE_SKEW_MS } from '../../agent/filters/expiry.ts';
 import { RepeatFilter, repeatKey } from '../../agent/filters/repeats.ts';
 import { drop, icmpDrop, MINUTE, T0 } from './fixtures.ts';
 
@@ -13,6 +13,19 @@ describe('isExpired', () => {
 
   it('never expires a drop stamped after now', () => {
     expect(isExpired(drop({ time: T0 + MINUTE }), T0, expiration)).toBe(false);
+  });
+});
+
+describe('futureDated', () => {
+  it('believes a drop up to the skew ahead of now and no further', () => {
+    expect(futureDated(drop({ time: T0 + MAX_FUTURE_SKEW_MS }), T0)).toBe(false);
+    expect(futureDated(drop({ time: T0 + MAX_FUTURE_SKEW_MS + 1 }), T0)).toBe(true);
+    expect(futureDated(drop({ time: Date.parse('2035-01-01T00:00:00Z') }), T0)).toBe(true);
+  });
+
+  it('never finds a drop from now or the past future-dated', () => {
+    expect(futureDated(drop({ time: T0 }), T0)).toBe(false);
+    expect(futureDated(drop({ time: T0 - 365 * 24 * 60 * MINUTE }), T0)).toBe(false);
   });
 });
 

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import {
   appendFile,
   copyFile,
+  cp,
   mkdir,
   open,
   readFile,
@@ -163,6 +164,43 @@ class Tail {
   async linesRead(): Promise<number> {
     return (await this.metrics.linesRead.get()).values[0]?.value ?? 0;
   }
+}
+
+/**
+ * A handler that holds each batch it is given unsettled until the test opens it (batches counted from 0),
+ * as the event writer does with drops it has not written yet; a batch `holds` declines returns nothing.
+ */
+class Receipts {
+  private readonly opens: (() => void)[] = [];
+  readonly handler: RecordHandler;
+
+  constructor(holds: (batch: number) => boolean = () => true) {
+    let batches = 0;
+    this.handler = () => {
+      if (!holds(batches++)) return;
+      return { settled: new Promise<void>((resolve) => this.opens.push(resolve)) };
+    };
+  }
+
+  open(...receipts: number[]): void {
+    for (const receipt of receipts) this.opens[receipt]!();
+  }
+}
+
+interface SavedPosition {
+  ino: string;
+  offset: number;
+}
+
+/** The case with a copy of its checkpoints, so that a restart from them leaves the first source's to it. */
+async function withCopiedCheckpoints(c: Case): Promise<Case> {
+  const checkpoints = `${c.checkpoints}-copy`;
+  await cp(c.checkpoints, checkpoints, { recursive: true });
+  return { ...c, checkpoints };
+}
+
+async function savedPosition(c: Case): Promise<SavedPosition> {
+  return JSON.parse(await readFile(join(c.checkpoints, 'file.position.json'), 'utf8')) as SavedPosition;
 }
 
 describe('FileSource: following a file', () => {
@@ -430,29 +468,71 @@ describe('FileSource: checkpoints', () => {
     expect(second.messages('log file was rotated')).toEqual([]);
   });
 
-  it('saves no position past a batch that is not settled; a second stop saves what settled since', async () => {
+  it('keeps the position before an unsettled batch while later ones settle; a restart re-reads exactly its lines and after', async () => {
     const c = await newCase();
     await writeFile(c.path, '');
-    const file = join(c.checkpoints, 'file.position.json');
-    const offset = async () => (JSON.parse(await readFile(file, 'utf8')) as { offset: number }).offset;
-    const opens: (() => void)[] = [];
-    const first = await Tail.start(c, {}, async () => ({
-      settled: new Promise<void>((resolve) => opens.push(resolve)),
-    }));
+    const receipts = new Receipts();
+    const first = await Tail.start(c, {}, receipts.handler);
+    for (const line of ['a1', 'a2', 'a3']) {
+      await appendFile(c.path, `${line}\n`);
+      await first.through(line);
+    }
+    receipts.open(0, 2);
+    await first.stop();
+    expect((await savedPosition(c)).offset).toBe(3);
+
+    const second = await Tail.start(await withCopiedCheckpoints(c));
+    expect(await second.through('a3')).toEqual(['a2', 'a3']);
+    await second.stop();
+    // The first source's batch settles after its stop: its second stop saves that.
+    receipts.open(1);
+    await first.source.stop();
+    expect((await savedPosition(c)).offset).toBe(9);
+  });
+
+  it('moves no position past an unsettled batch for later reads with nothing to settle or no whole line', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const receipts = new Receipts((batch) => batch === 0);
+    const first = await Tail.start(c, {}, receipts.handler);
     await appendFile(c.path, 'a1\n');
     await first.through('a1');
     await appendFile(c.path, 'a2\n');
     await first.through('a2');
-    opens[1]!();
+    await appendFile(c.path, 'a3 beg');
+    await sleep(QUIET_MS);
     await first.stop();
-    expect(await offset()).toBe(0);
-
-    const second = await Tail.start(c);
-    expect(await second.through('a2')).toEqual(['a1', 'a2']);
-    await second.stop();
-    opens[0]!();
+    expect((await savedPosition(c)).offset).toBe(0);
+    receipts.open(0);
     await first.source.stop();
-    expect(await offset()).toBe(6);
+    expect((await savedPosition(c)).offset).toBe(6);
+  });
+
+  it('keeps the position in the old file while its last batch is unsettled across a rotation; a restart finishes it from `.1`', async () => {
+    const c = await newCase();
+    await writeFile(c.path, '');
+    const receipts = new Receipts();
+    const first = await Tail.start(c, {}, receipts.handler);
+    await appendFile(c.path, 'a1\n');
+    await first.through('a1');
+    await appendFile(c.path, 'a2\n');
+    await first.through('a2');
+    const old = await stat(c.path, { bigint: true });
+    await rename(c.path, c.rotated);
+    await writeFile(c.path, 'b1\n');
+    await first.through('b1');
+    receipts.open(0, 2);
+    await first.stop();
+    expect(await savedPosition(c)).toMatchObject({ ino: String(old.ino), offset: 3 });
+
+    const second = new Tail(await withCopiedCheckpoints(c), {});
+    expect(await second.through('b1')).toEqual(['a2', 'b1']);
+    expect(second.messages('rotated while stopped')).toHaveLength(1);
+    await second.stop();
+    receipts.open(1);
+    await first.source.stop();
+    const now = await stat(c.path, { bigint: true });
+    expect(await savedPosition(c)).toMatchObject({ ino: String(now.ino), offset: 3 });
   });
 
   it('saves the checkpoint while running, not only on stop', async () => {

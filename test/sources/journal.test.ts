@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -86,7 +86,7 @@ class Following {
 
   constructor(
     options: Partial<JournalSourceOptions> & { directory: string; checkpointDirectory: string },
-    settle?: () => Promise<void>,
+    settle?: (batch: readonly LogRecord[]) => Promise<void> | undefined,
   ) {
     this.source = new JournalSource({
       expirationMs: EXPIRATION_MS,
@@ -100,7 +100,8 @@ class Following {
         this.records.push(record);
         this.arrivals.push(at);
       }
-      return settle === undefined ? undefined : { settled: settle() };
+      const settled = settle?.(batch);
+      return settled === undefined ? undefined : { settled };
     });
     running.add(this);
   }
@@ -123,6 +124,10 @@ class Following {
   warnings(): { level: number; msg: string }[] {
     return this.logger.lines().filter((line) => line.level >= 40);
   }
+}
+
+interface CursorFile {
+  cursor: string;
 }
 
 const running = new Set<Following>();
@@ -255,33 +260,68 @@ describe('JournalSource', () => {
     expect(runs[1]!.args).toContain(`--after-cursor=${saved.cursor} `);
   });
 
-  it('saves no cursor past a batch that is not settled, and re-reads it after a restart', async () => {
+  it('keeps the cursor before an unsettled batch while later ones settle; a restart re-reads exactly from it', async () => {
     const dir = await newDir();
     const file = join(dir, 'system.journal');
     const checkpointDirectory = join(dir, 'state');
-    const cursorFile = join(checkpointDirectory, 'journal.cursor.json');
+    const savedCursor = async () =>
+      (JSON.parse(await readFile(join(checkpointDirectory, 'journal.cursor.json'), 'utf8')) as CursorFile)
+        .cursor;
     await appendJournal(file, numbered(1, 2));
-    let hold = false;
+    // Entries 3 and 4 wait for the test; every other batch is settled at once.
     const opens: (() => void)[] = [];
-    const settle = () => (hold ? new Promise<void>((resolve) => opens.push(resolve)) : Promise.resolve());
+    const settle = (batch: readonly LogRecord[]) =>
+      texts(batch).some((text) => range(3, 4).includes(text))
+        ? new Promise<void>((resolve) => opens.push(resolve))
+        : Promise.resolve();
     const first = new Following({ directory: dir, checkpointDirectory }, settle);
     await first.until(2);
-    hold = true;
     await appendJournal(file, numbered(3, 2));
     await first.until(4);
+    await appendJournal(file, numbered(5, 2));
+    await first.until(6);
     await first.stop();
-    const saved = JSON.parse(await readFile(cursorFile, 'utf8'));
-    expect(saved).toEqual({ cursor: expect.stringMatching(/;i=2;/) });
+    expect(await savedCursor()).toMatch(/;i=2;/);
 
-    const second = new Following({ directory: dir, checkpointDirectory });
-    await second.until(2);
-    expect(texts(second.records)).toEqual(range(3, 4));
+    // From a copy of the checkpoint: the first source's stays its own.
+    const copy = join(dir, 'state-copy');
+    await cp(checkpointDirectory, copy, { recursive: true });
+    const second = new Following({ directory: dir, checkpointDirectory: copy });
+    await second.until(4);
+    await sleep(200);
     await second.stop();
+    expect(texts(second.records)).toEqual(range(3, 6));
+    // The first source's batches settle after its stop: its second stop saves that.
     for (const open of opens) open();
     await first.source.stop();
-    expect(JSON.parse(await readFile(cursorFile, 'utf8'))).toEqual({
-      cursor: expect.stringMatching(/;i=4;/),
-    });
+    expect(await savedCursor()).toMatch(/;i=6;/);
+  });
+
+  it('restarts journalctl after the last entry read, not the last settled: nothing is read twice while the checkpoint waits', async () => {
+    const dir = await newDir();
+    const file = join(dir, 'system.journal');
+    const checkpointDirectory = join(dir, 'state');
+    const spy = await journalctlSpy(dir);
+    await appendJournal(file, numbered(1, 2));
+    let hold = false;
+    const settle = () => (hold ? new Promise<void>(() => {}) : undefined);
+    const following = new Following({ directory: dir, checkpointDirectory, journalctl: spy.path }, settle);
+    await following.until(2);
+    hold = true;
+    await appendJournal(file, numbered(3, 2));
+    await following.until(4);
+    const [firstRun] = await spy.runs();
+    process.kill(firstRun!.pid, 'SIGKILL');
+    await appendJournal(file, numbered(5, 1));
+    await following.until(5);
+    await sleep(200);
+    await following.stop();
+    expect(texts(following.records)).toEqual(range(1, 5));
+    const runs = await spy.runs();
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.args).toMatch(/--after-cursor=s=[0-9a-f]+;i=4;/);
+    const saved = JSON.parse(await readFile(join(checkpointDirectory, 'journal.cursor.json'), 'utf8'));
+    expect(saved).toEqual({ cursor: expect.stringMatching(/;i=2;/) });
   });
 
   it('saves its checkpoint about once a second while running', async () => {
