@@ -69,3 +69,13 @@ export interface EventSink {
   /** True while the writes waiting exceed what the sink keeps apart; combining then starts earlier. */
   overloaded(): boolean;
 }
+
+/** One line from a log source, before parsing. */
+export interface LogRecord {
+  /** The line (file source) or the journal MESSAGE (journal source). */
+  text: string;
+  /** Journal __REALTIME_TIMESTAMP in epoch ms; null when the time must come from the line itself. */
+  time: number | null;
+  /** Journal _HOSTNAME; null when the host must come from the line itself. */
+  host: string | null;
+}

@@ -4,10 +4,10 @@
  */
 
 import { loadConfig, requireOneSource } from '../config.ts';
-import { checkApi } from '../doctor/api-check.ts';
-import { checkPods } from '../doctor/pods-check.ts';
-import { buildReport, renderJson, renderText } from '../doctor/report.ts';
-import { checkSource } from '../doctor/source-check.ts';
+import { checkApi } from '../tools/doctor/api-check.ts';
+import { checkPods } from '../tools/doctor/pods-check.ts';
+import { buildReport, renderJson, renderText } from '../tools/doctor/report.ts';
+import { checkSource } from '../tools/doctor/source-check.ts';
 import { parseCommandArgs, UsageError } from './args.ts';
 
 export async function main(argv: string[]): Promise<number> {

@@ -8,11 +8,11 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config.ts';
-import type { BlockParser, BlockResult } from '../parser/block.ts';
-import { BlockSplitter, MAX_LINE_LENGTH } from '../parser/lines.ts';
+import { BlockSplitter, MAX_LINE_LENGTH } from '../lines.ts';
 import type { ParserOptions } from '../parser/parse.ts';
-import { ParserPool } from '../parser/pool.ts';
 import { normalizePrefix } from '../parser/prefix.ts';
+import type { BlockParser, BlockResult } from '../tools/bulk/block.ts';
+import { ParserPool } from '../tools/bulk/pool.ts';
 import { parseCommandArgs, UsageError } from './args.ts';
 
 /** Large reads: the whole command is meant to go through a million lines a second. */
@@ -144,7 +144,7 @@ class ParseRun {
   async journal(directory: string, parser: BlockParser): Promise<boolean> {
     let nextEntry = 1;
     try {
-      const { readJournalOnce } = await import('../sources/journal.ts');
+      const { readJournalOnce } = await import('../tools/bulk/journal-read.ts');
       for await (const batch of readJournalOnce(directory)) {
         const result = parser.records(batch);
         await this.report(result, directory, nextEntry);
@@ -173,7 +173,7 @@ async function largeFileSize(path: string): Promise<number | null> {
 
 /** The parser for this thread, loaded only when needed: for large files, only the workers load it. */
 async function parserHere(options: ParserOptions, printDrops: boolean): Promise<BlockParser> {
-  const { BlockParser } = await import('../parser/block.ts');
+  const { BlockParser } = await import('../tools/bulk/block.ts');
   return new BlockParser(options, printDrops);
 }
 

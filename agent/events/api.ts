@@ -6,7 +6,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { requestSignal } from '../kube.ts';
+import { requestSignal } from '../kube/client.ts';
 import { type CoreEvent, rfc3339 } from './event.ts';
 
 /**

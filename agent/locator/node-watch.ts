@@ -1,7 +1,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { isRecord, ListWatch, type ListWatchTuning } from '../kube/list-watch.ts';
 import type { Logger } from '../log.ts';
-import { canonicalIp } from '../parser/address.ts';
-import { isRecord, ListWatch, type ListWatchTuning } from './list-watch.ts';
+import { canonicalIp } from '../net.ts';
 
 export interface NodeAddresses {
   name: string;

@@ -1,4 +1,4 @@
-import { canonicalIp } from '../parser/address.ts';
+import { canonicalIp } from '../net.ts';
 import type { PodRef } from '../types.ts';
 import type { NodeAddresses, NodeIndexSink } from './node-watch.ts';
 import type { PodIndexSink } from './pod-watch.ts';

@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { canonicalIp } from '../parser/address.ts';
+import { canonicalIp } from '../net.ts';
 import type { PodState } from './pod-directory.ts';
 
 /** Canonical, de-duplicated addresses; the singular field (podIP, hostIP) repeats the list's first entry. */

@@ -1,7 +1,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { isRecord, ListWatch, type ListWatchTuning } from '../kube/list-watch.ts';
 import type { Logger } from '../log.ts';
 import type { PodRef } from '../types.ts';
-import { isRecord, ListWatch, type ListWatchTuning } from './list-watch.ts';
 import { podState } from './pod-ref.ts';
 
 /** The pod index the watch keeps up to date (implemented by the PodDirectory). */

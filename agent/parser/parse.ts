@@ -4,9 +4,9 @@
  * indexOf/charCodeAt, allocating little beyond the result.
  */
 
-import type { LogRecord } from '../sources/source.ts';
-import type { PacketDrop } from '../types.ts';
-import { canonicalIp, Ipv4Texts, ipVersion, ipv4ValueAt } from './address.ts';
+import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
+import { canonicalIp, ipVersion, ipv4ValueAt } from '../net.ts';
+import type { LogRecord, PacketDrop } from '../types.ts';
 import { DateParts, MAX_DATE_MS, type StampParser, TimeResolver } from './dates.ts';
 import {
   endOf,
@@ -21,10 +21,17 @@ import {
   startOf,
 } from './fields.ts';
 import { HostSpan, headerAt } from './header.ts';
-import { isOverlong, MAX_LINE_LENGTH } from './lines.ts';
 import { findPrefix, normalizePrefix } from './prefix.ts';
 import { createStampParser } from './timestamp.ts';
-import { Interner, isHostNameAt, isInterfaceNameAt, isMacAt, protocolAt, validWhole } from './values.ts';
+import {
+  Interner,
+  Ipv4Texts,
+  isHostNameAt,
+  isInterfaceNameAt,
+  isMacAt,
+  protocolAt,
+  validWhole,
+} from './values.ts';
 
 export interface ParserOptions {
   /** IPTABLES_LOG_PREFIX; surrounding spaces and a trailing ':' do not matter. */

@@ -131,3 +131,25 @@ export class Interner {
 export function validWhole(isValidAt: (text: string, start: number, end: number) => boolean) {
   return (raw: string): string | null => (isValidAt(raw, 0, raw.length) ? raw : null);
 }
+
+const IPV4_CACHE_SLOTS = 4096;
+
+/**
+ * Canonical IPv4 text by address value. Pod addresses repeat from line to line; keyed by the number
+ * parsed during validation, a hit costs no string comparison, and each address is copied out of the
+ * line once (see `detached`). Direct-mapped, so memory stays bounded.
+ */
+export class Ipv4Texts {
+  private readonly values = new Float64Array(IPV4_CACHE_SLOTS).fill(-1);
+  private readonly texts = new Array<string>(IPV4_CACHE_SLOTS).fill('');
+
+  /** The text of text[start, end), whose value `value` the caller has parsed with ipv4ValueAt. */
+  at(text: string, start: number, end: number, value: number): string {
+    const slot = (value ^ (value >>> 12)) & (IPV4_CACHE_SLOTS - 1);
+    if (this.values[slot] === value) return this.texts[slot]!;
+    const copy = detached(text.slice(start, end));
+    this.values[slot] = value;
+    this.texts[slot] = copy;
+    return copy;
+  }
+}

@@ -40,12 +40,13 @@ import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { MAX_LINE_LENGTH } from '../lines.ts';
 import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { MAX_LINE_LENGTH } from '../parser/lines.ts';
+import type { LogRecord } from '../types.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { LineSplitter } from './line-splitter.ts';
-import type { LogRecord, LogSource, RecordHandler } from './source.ts';
+import type { LogSource, RecordHandler } from './source.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;

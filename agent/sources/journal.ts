@@ -14,29 +14,34 @@
  *   `SYSLOG_IDENTIFIER=kernel`. The transport is matched by journalctl and checked again here.
  */
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
 import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { isOverlong, MAX_LINE_LENGTH } from '../parser/lines.ts';
+import type { LogRecord } from '../types.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
 import { type ExportEntry, ExportReader, isCursor } from './journal-export.ts';
-import { journalBytes, markOf, type Probe, planParts, ReadAhead } from './journal-parts.ts';
-import type { LogRecord, LogSource, RecordHandler } from './source.ts';
+import {
+  DEFAULT_JOURNALCTL,
+  describeExit,
+  type Exit,
+  exitOf,
+  journalctlArgs,
+  kill,
+  StderrLines,
+  startJournalctl,
+  toRecords,
+} from './journalctl.ts';
+import type { LogSource, RecordHandler } from './source.ts';
 
-const DEFAULT_JOURNALCTL = 'journalctl';
 const CHECKPOINT_FILE = 'journal.cursor.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 /** A journalctl that ran this long was healthy: the next failure starts the backoff afresh. */
 const HEALTHY_RUN_MS = 60_000;
-const STDERR_LINES_LOGGED = 20;
-const STDERR_LINE_CHARS = 500;
-const STDERR_LINES_KEPT = 5;
-const KILL_TIMEOUT_MS = 5000;
 const DIRECTORY_CHECK_MS = 2000;
 
 /**
@@ -49,191 +54,6 @@ function directoryIdentity(directory: string): string | null {
     return `${stats.dev}:${stats.ino}:${stats.birthtimeMs}`;
   } catch {
     return null;
-  }
-}
-
-export type Rejection = 'untrusted_transport' | 'incomplete_entry';
-
-function journalctlArgs(directory: string, extra: readonly string[], output = ['--output=export']): string[] {
-  return [`--directory=${directory}`, ...output, '--no-pager', '--merge', ...extra, '_TRANSPORT=kernel'];
-}
-
-function recordOf(entry: ExportEntry): LogRecord | Rejection {
-  if (entry.transport !== 'kernel') return 'untrusted_transport';
-  if (entry.message === null || entry.realtimeUs === null) return 'incomplete_entry';
-  return { text: entry.message, time: Math.floor(entry.realtimeUs / 1000), host: entry.hostname };
-}
-
-/** The entries that are kernel messages, as records; `reject` hears why each other one is not. */
-export function toRecords(entries: readonly ExportEntry[], reject: (reason: Rejection) => void): LogRecord[] {
-  const records: LogRecord[] = [];
-  for (const entry of entries) {
-    const record = recordOf(entry);
-    if (typeof record === 'string') reject(record);
-    else records.push(record);
-  }
-  return records;
-}
-
-type Exit =
-  | { kind: 'error'; error: NodeJS.ErrnoException }
-  | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null };
-
-function exitOf(child: ChildProcess): Promise<Exit> {
-  return new Promise((resolve) => {
-    child.once('error', (error) => resolve({ kind: 'error', error }));
-    child.once('close', (code, signal) => resolve({ kind: 'exit', code, signal }));
-  });
-}
-
-function describeExit(exit: Exit, journalctl: string): string {
-  if (exit.kind === 'error') {
-    return exit.error.code === 'ENOENT'
-      ? `${journalctl} not found: the image needs journalctl (package systemd) in PATH`
-      : `cannot run ${journalctl}: ${exit.error.message}`;
-  }
-  return exit.signal !== null
-    ? `journalctl was killed by ${exit.signal}`
-    : `journalctl exited with ${exit.code}`;
-}
-
-/** journalctl's stderr as lines, bounded in length and number, whatever it prints. */
-class StderrLines {
-  readonly last: string[] = [];
-  private partial = '';
-  private count = 0;
-  private readonly onLine: (line: string) => void;
-
-  constructor(onLine: (line: string) => void = () => {}) {
-    this.onLine = onLine;
-  }
-
-  push(chunk: Buffer): void {
-    const lines = (this.partial + chunk.toString('utf8')).split('\n');
-    this.partial = lines.pop()!.slice(0, STDERR_LINE_CHARS);
-    for (const line of lines) this.line(line);
-  }
-
-  end(): void {
-    if (this.partial !== '') this.line(this.partial);
-    this.partial = '';
-  }
-
-  private line(text: string): void {
-    const line = text.slice(0, STDERR_LINE_CHARS);
-    if (line.trim() === '') return;
-    this.last.push(line);
-    if (this.last.length > STDERR_LINES_KEPT) this.last.shift();
-    if (++this.count <= STDERR_LINES_LOGGED) this.onLine(line);
-  }
-}
-
-function startJournalctl(journalctl: string, args: readonly string[], stderr: StderrLines): ChildProcess {
-  const child = spawn(journalctl, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
-  child.stderr!.on('end', () => stderr.end());
-  return child;
-}
-
-const isAlive = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null;
-
-/** SIGTERM, then SIGKILL should journalctl not be gone soon after: stop() waits for its exit. */
-function kill(child: ChildProcess): void {
-  if (!isAlive(child)) return;
-  child.kill();
-  setTimeout(() => {
-    if (isAlive(child)) child.kill('SIGKILL');
-  }, KILL_TIMEOUT_MS).unref();
-}
-
-/** A journal this large is read in parts, one journalctl per core (see journal-parts.ts). */
-const PARALLEL_MIN_BYTES = 64 << 20;
-/** Export text read ahead for the parts not yet due, in all: what a parallel read may hold in memory. */
-const READ_AHEAD_BYTES = 64 << 20;
-/** Read ahead of the part being handed over: enough to keep its journalctl writing. */
-const DUE_READ_AHEAD_BYTES = 1 << 20;
-/** A probe's first line is one short JSON object; more without a newline is not journalctl's. */
-const MAX_PROBE_CHARS = 64 * 1024;
-
-export interface ReadJournalOptions {
-  journalctl?: string;
-  /** Epoch ms: journalctl starts at that second, so entries up to a second older may come too. */
-  sinceMs?: number | null;
-  /** Journals with at least this many bytes of files are read in parts; Infinity reads in one. */
-  parallelMinBytes?: number;
-}
-
-/** The first entry journalctl shows with these arguments, as `--output=json` gives it; null if none. */
-export function journalProbe(journalctl: string, directory: string): Probe {
-  return async (extra) => {
-    const output = ['--output=json', '--output-fields=__REALTIME_TIMESTAMP'];
-    const child = spawn(journalctl, journalctlArgs(directory, extra, output), {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    child.once('error', () => {});
-    let text = '';
-    try {
-      for await (const chunk of child.stdout!) {
-        text += (chunk as Buffer).toString('latin1');
-        const newline = text.indexOf('\n');
-        if (newline >= 0) return markOf(text.slice(0, newline));
-        if (text.length > MAX_PROBE_CHARS) return null;
-      }
-      return null;
-    } finally {
-      kill(child);
-    }
-  };
-}
-
-/**
- * Every kernel-transport entry in a journal directory, in journal order, one batch per chunk read
- * from journalctl; then done. Throws when journalctl cannot run or fails. A large journal is read by
- * one journalctl per core at once (see journal-parts.ts).
- */
-export async function* readJournalOnce(
-  directory: string,
-  options: ReadJournalOptions = {},
-): AsyncGenerator<readonly LogRecord[]> {
-  const journalctl = options.journalctl ?? DEFAULT_JOURNALCTL;
-  const sinceMs = options.sinceMs ?? null;
-  const since = sinceMs === null ? [] : [`--since=@${Math.floor(sinceMs / 1000)}`];
-  const cores = availableParallelism();
-  const large =
-    cores > 1 && (await journalBytes(directory)) >= (options.parallelMinBytes ?? PARALLEL_MIN_BYTES);
-  const parts = large
-    ? await planParts(journalProbe(journalctl, directory), since, cores)
-    : [{ startArgs: since, stopAt: null }];
-  const started = parts.map((part, i) => {
-    const stderr = new StderrLines();
-    const child = startJournalctl(journalctl, journalctlArgs(directory, part.startArgs), stderr);
-    const limit = i === 0 ? DUE_READ_AHEAD_BYTES : Math.floor(READ_AHEAD_BYTES / (parts.length - 1));
-    const reader = new ExportReader(() => {}, part.stopAt);
-    const parse = (chunk: Buffer): LogRecord[] | null => {
-      const records = toRecords(reader.push(chunk), () => {});
-      return records.length > 0 ? records : null;
-    };
-    const readAhead = new ReadAhead(child.stdout!, limit, parse, () => reader.stopped);
-    return { stderr, child, exited: exitOf(child), reader, readAhead };
-  });
-  try {
-    for (const { stderr, child, exited, reader, readAhead } of started) {
-      yield* readAhead;
-      if (reader.stopped) {
-        kill(child);
-        continue;
-      }
-      reader.end();
-      const exit = await exited;
-      if (exit.kind === 'error' || exit.code !== 0) {
-        throw new Error([describeExit(exit, journalctl), ...stderr.last].join(': '));
-      }
-      // This part read on to the end of the journal without meeting the next one's first entry
-      // (only if the files changed meanwhile): it read what the later parts hold as well.
-      return;
-    }
-  } finally {
-    for (const { child } of started) kill(child);
   }
 }
 

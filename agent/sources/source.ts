@@ -1,12 +1,4 @@
-/** One line from a log source, before parsing. */
-export interface LogRecord {
-  /** The line (file source) or the journal MESSAGE (journal source). */
-  text: string;
-  /** Journal __REALTIME_TIMESTAMP in epoch ms; null when the time must come from the line itself. */
-  time: number | null;
-  /** Journal _HOSTNAME; null when the host must come from the line itself. */
-  host: string | null;
-}
+import type { LogRecord } from '../types.ts';
 
 /**
  * What a handler says of a batch it has taken: `settled` resolves once every drop in it is written or given

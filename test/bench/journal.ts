@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ReadJournalOptions, readJournalOnce } from '../../agent/sources/journal.ts';
+import { type ReadJournalOptions, readJournalOnce } from '../../agent/tools/bulk/journal-read.ts';
 import { appendJournal, calicoMessage, type JournalEntry, MACHINE_ID, tempDir } from '../support/journal.ts';
 import { round } from './measure.ts';
 

@@ -10,7 +10,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createParser, type ParseResult } from '../../agent/parser/parse.ts';
-import { toRecords } from '../../agent/sources/journal.ts';
 import {
   EXPORT_ERRORS,
   type ExportEntry,
@@ -19,7 +18,8 @@ import {
   MAX_ENTRY_BYTES,
   MAX_FIELD_BYTES,
 } from '../../agent/sources/journal-export.ts';
-import type { LogRecord } from '../../agent/sources/source.ts';
+import { toRecords } from '../../agent/sources/journalctl.ts';
+import type { LogRecord } from '../../agent/types.ts';
 import { exportEntry } from '../support/journal.ts';
 import {
   fuzzSeed,

@@ -4,7 +4,7 @@
  */
 
 import { isIP } from 'node:net';
-import { canonicalIp } from '../../agent/parser/address.ts';
+import { canonicalIp } from '../../agent/net.ts';
 import { INVALID_REASONS, type ParseResult } from '../../agent/parser/parse.ts';
 import { type ExportEntry, MAX_FIELD_BYTES } from '../../agent/sources/journal-export.ts';
 import type { Direction, PacketDrop } from '../../agent/types.ts';

@@ -9,15 +9,15 @@
 
 import { describe, expect, it } from 'vitest';
 import { dropMessage } from '../../agent/events/message.ts';
+import { BlockSplitter, MAX_LINE_LENGTH } from '../../agent/lines.ts';
 import { Metrics } from '../../agent/metrics.ts';
-import { BlockParser, dropJson } from '../../agent/parser/block.ts';
-import { BlockSplitter, MAX_LINE_LENGTH } from '../../agent/parser/lines.ts';
 import {
   createParser,
   INVALID_REASONS,
   type InvalidReason,
   type ParseResult,
 } from '../../agent/parser/parse.ts';
+import { BlockParser, dropJson } from '../../agent/tools/bulk/block.ts';
 import type { Direction, PacketDrop } from '../../agent/types.ts';
 import { fuzzSeed, kernelLine, mutate, PREFIX, Random, randomChunks } from './generators.ts';
 import { heapAfterGc, mebibytes } from './heap.ts';

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import type { ListWatch } from '../../agent/locator/list-watch.ts';
+import type { ListWatch } from '../../agent/kube/list-watch.ts';
 import {
   createNodeWatch,
   type NodeAddresses,

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import type { ListWatch } from '../../agent/locator/list-watch.ts';
+import type { ListWatch } from '../../agent/kube/list-watch.ts';
 import { createPodWatch, type PodIndexSink, podRefOf } from '../../agent/locator/pod-watch.ts';
 import type { PodRef } from '../../agent/types.ts';
 import {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLineParser, createParser, type ParseResult, SKIPPED } from '../../agent/parser/parse.ts';
-import type { LogRecord } from '../../agent/sources/source.ts';
-import type { PacketDrop } from '../../agent/types.ts';
+import type { LogRecord, PacketDrop } from '../../agent/types.ts';
 import { ICMP_ECHO, ICMP_UNREACHABLE, ICMP6, KERN_LINE_TIME, kernLine, TCP4, TCP6, UDP4 } from './samples.ts';
 
 const NOW = Date.UTC(2026, 3, 6, 12, 0, 0);

@@ -5,7 +5,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalIp } from '../../agent/parser/address.ts';
+import { canonicalIp } from '../../agent/net.ts';
 import { createLineParser, createParser, type ParseResult } from '../../agent/parser/parse.ts';
 import { PARSER_TOKENS } from '../fuzz/generators.ts';
 import { resultViolation } from '../fuzz/invariants.ts';

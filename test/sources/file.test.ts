@@ -27,7 +27,8 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../agent/metrics.ts';
 import { FileSource, type FileSourceOptions } from '../../agent/sources/file.ts';
-import type { LogRecord, RecordHandler } from '../../agent/sources/source.ts';
+import type { RecordHandler } from '../../agent/sources/source.ts';
+import type { LogRecord } from '../../agent/types.ts';
 import { tempDir } from '../support/journal.ts';
 
 const run = promisify(execFile);

@@ -9,8 +9,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../agent/log.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { createParser } from '../../agent/parser/parse.ts';
-import { JournalSource, type JournalSourceOptions, readJournalOnce } from '../../agent/sources/journal.ts';
-import type { LogRecord } from '../../agent/sources/source.ts';
+import { JournalSource, type JournalSourceOptions } from '../../agent/sources/journal.ts';
+import { readJournalOnce } from '../../agent/tools/bulk/journal-read.ts';
+import type { LogRecord } from '../../agent/types.ts';
 import { caseDirs } from '../support/case-dirs.ts';
 import {
   appendJournal,

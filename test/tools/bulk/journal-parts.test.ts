@@ -2,18 +2,18 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { journalProbe, readJournalOnce } from '../../agent/sources/journal.ts';
-import { ExportReader } from '../../agent/sources/journal-export.ts';
-import { type EntryMark, markOf, planParts, ReadAhead } from '../../agent/sources/journal-parts.ts';
-import type { LogRecord } from '../../agent/sources/source.ts';
-import { caseDirs } from '../support/case-dirs.ts';
+import { ExportReader } from '../../../agent/sources/journal-export.ts';
+import { type EntryMark, markOf, planParts, ReadAhead } from '../../../agent/tools/bulk/journal-parts.ts';
+import { journalProbe, readJournalOnce } from '../../../agent/tools/bulk/journal-read.ts';
+import type { LogRecord } from '../../../agent/types.ts';
+import { caseDirs } from '../../support/case-dirs.ts';
 import {
   appendJournal,
   calicoMessage,
   type JournalEntry,
   journalctlSpy,
   MACHINE_ID,
-} from '../support/journal.ts';
+} from '../../support/journal.ts';
 
 const dirs = caseDirs('journal-parts');
 const newDir = dirs.next;

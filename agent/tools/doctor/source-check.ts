@@ -4,16 +4,16 @@
  */
 
 import { open } from 'node:fs/promises';
-import type { Config } from '../config.ts';
-import { DateParts, TimeResolver } from '../parser/dates.ts';
-import { HostSpan, headerAt } from '../parser/header.ts';
-import { MAX_LINE_LENGTH } from '../parser/lines.ts';
-import { createParser } from '../parser/parse.ts';
-import { normalizePrefix } from '../parser/prefix.ts';
-import { createStampParser } from '../parser/timestamp.ts';
-import { readJournalOnce } from '../sources/journal.ts';
-import { journalFilePaths } from '../sources/journal-parts.ts';
-import { LineSplitter } from '../sources/line-splitter.ts';
+import type { Config } from '../../config.ts';
+import { MAX_LINE_LENGTH } from '../../lines.ts';
+import { DateParts, TimeResolver } from '../../parser/dates.ts';
+import { HostSpan, headerAt } from '../../parser/header.ts';
+import { createParser } from '../../parser/parse.ts';
+import { normalizePrefix } from '../../parser/prefix.ts';
+import { createStampParser } from '../../parser/timestamp.ts';
+import { LineSplitter } from '../../sources/line-splitter.ts';
+import { journalFilePaths } from '../bulk/journal-parts.ts';
+import { readJournalOnce } from '../bulk/journal-read.ts';
 import { CensusTally, printable } from './census.ts';
 import type { LineCensus, SourceReport } from './types.ts';
 

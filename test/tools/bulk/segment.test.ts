@@ -3,11 +3,11 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockParser, type BlockResult } from '../../agent/parser/block.ts';
-import { MAX_LINE_LENGTH } from '../../agent/parser/lines.ts';
-import { type Segment, SegmentReader } from '../../agent/parser/segment.ts';
-import { tempDir } from '../support/journal.ts';
-import { kernLine, TCP4, UDP4 } from './samples.ts';
+import { MAX_LINE_LENGTH } from '../../../agent/lines.ts';
+import { BlockParser, type BlockResult } from '../../../agent/tools/bulk/block.ts';
+import { type Segment, SegmentReader } from '../../../agent/tools/bulk/segment.ts';
+import { kernLine, TCP4, UDP4 } from '../../parser/samples.ts';
+import { tempDir } from '../../support/journal.ts';
 
 const options = { prefix: 'calico-packet', timeLayout: null, now: Date.now };
 

@@ -11,7 +11,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { isCursor } from './journal-export.ts';
+import { isCursor } from '../../sources/journal-export.ts';
 
 /** `/var/log/journal` keeps each machine's files in a directory named by its machine ID. */
 const MACHINE_ID_DIRECTORY = /^[0-9a-f]{32}$/;

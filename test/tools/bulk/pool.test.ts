@@ -1,10 +1,10 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockParser } from '../../agent/parser/block.ts';
-import { ParserPool } from '../../agent/parser/pool.ts';
-import { tempDir } from '../support/journal.ts';
-import { ICMP6, kernLine, TCP4, UDP4 } from './samples.ts';
+import { BlockParser } from '../../../agent/tools/bulk/block.ts';
+import { ParserPool } from '../../../agent/tools/bulk/pool.ts';
+import { ICMP6, kernLine, TCP4, UDP4 } from '../../parser/samples.ts';
+import { tempDir } from '../../support/journal.ts';
 
 const options = { prefix: 'calico-packet', timeLayout: null };
 

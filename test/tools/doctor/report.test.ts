@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { REQUIRED_PERMISSIONS } from '../../agent/doctor/api-check.ts';
-import { buildReport, prefixList, renderJson, renderText } from '../../agent/doctor/report.ts';
-import type { ApiReport, Check, CheckId, PodsReport, SourceReport } from '../../agent/doctor/types.ts';
+import { REQUIRED_PERMISSIONS } from '../../../agent/tools/doctor/api-check.ts';
+import { buildReport, prefixList, renderJson, renderText } from '../../../agent/tools/doctor/report.ts';
+import type {
+  ApiReport,
+  Check,
+  CheckId,
+  PodsReport,
+  SourceReport,
+} from '../../../agent/tools/doctor/types.ts';
 
 function source(overrides: Partial<SourceReport> = {}): SourceReport {
   return {

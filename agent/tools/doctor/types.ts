@@ -4,7 +4,7 @@
  * so printing it cannot forge terminal output.
  */
 
-import type { InvalidReason } from '../parser/parse.ts';
+import type { InvalidReason } from '../../parser/parse.ts';
 
 /** A LOG-style prefix seen in the log and how many lines carried it; '' stands for LOG lines with none. */
 export interface PrefixCount {

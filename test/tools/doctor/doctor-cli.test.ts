@@ -8,8 +8,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Check, CheckId, DoctorReport } from '../../agent/doctor/types.ts';
-import { freePort } from '../e2e/agent-process.ts';
+import type { Check, CheckId, DoctorReport } from '../../../agent/tools/doctor/types.ts';
+import { freePort } from '../../e2e/agent-process.ts';
 import {
   type Cluster,
   connect,
@@ -23,10 +23,10 @@ import {
   shippedAgentToken,
   tokenKubeconfig,
   uniqueName,
-} from '../support/cluster.ts';
-import { appendJournal, type JournalEntry, MACHINE_ID, tempDir } from '../support/journal.ts';
+} from '../../support/cluster.ts';
+import { appendJournal, type JournalEntry, MACHINE_ID, tempDir } from '../../support/journal.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const NOBODY = 65534;
 

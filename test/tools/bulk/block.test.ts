@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BlockParser } from '../../agent/parser/block.ts';
-import { createLineParser } from '../../agent/parser/parse.ts';
-import { kernLine, TCP4, UDP4 } from './samples.ts';
+import { createLineParser } from '../../../agent/parser/parse.ts';
+import { BlockParser } from '../../../agent/tools/bulk/block.ts';
+import { kernLine, TCP4, UDP4 } from '../../parser/samples.ts';
 
 const options = { prefix: 'calico-packet', timeLayout: null, now: Date.now };
 

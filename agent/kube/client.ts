@@ -1,5 +1,5 @@
 import { type ConfigurationOptions, KubeConfig, Observable } from '@kubernetes/client-node';
-import type { Config } from './config.ts';
+import type { Config } from '../config.ts';
 
 /**
  * KUBECONFIG when set (running outside a cluster), else the pod's in-cluster ServiceAccount. KUBE_API_SERVER

@@ -4,16 +4,15 @@
  * unit of work, in this thread or in a worker.
  */
 
-import type { LogRecord } from '../sources/source.ts';
-import type { PacketDrop } from '../types.ts';
-import { forEachLine, MAX_LINE_LENGTH, NEWLINE } from './lines.ts';
+import { forEachLine, MAX_LINE_LENGTH, NEWLINE } from '../../lines.ts';
 import {
   createLineParser,
   createParser,
   type InvalidReason,
   type ParseResult,
   type ParserOptions,
-} from './parse.ts';
+} from '../../parser/parse.ts';
+import type { LogRecord, PacketDrop } from '../../types.ts';
 
 export interface InvalidLine {
   /** 1-based within the block. */

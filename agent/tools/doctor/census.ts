@@ -4,8 +4,8 @@
  * LOG-style prefix, so that a `calico-drop` log under `IPTABLES_LOG_PREFIX=calico-packet` shows at once.
  */
 
-import type { InvalidReason, ParseResult } from '../parser/parse.ts';
-import { normalizePrefix } from '../parser/prefix.ts';
+import type { InvalidReason, ParseResult } from '../../parser/parse.ts';
+import { normalizePrefix } from '../../parser/prefix.ts';
 import type { AddressCount, InvalidGroup, LineCensus, PrefixCount } from './types.ts';
 
 /** iptables allows 29 characters of --log-prefix and nftables 127: a longer token is not one. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CensusTally, logPrefixAt, printable, topCounts } from '../../agent/doctor/census.ts';
-import { createParser } from '../../agent/parser/parse.ts';
-import { kernLine, TCP4, UDP4 } from '../parser/samples.ts';
+import { createParser } from '../../../agent/parser/parse.ts';
+import { CensusTally, logPrefixAt, printable, topCounts } from '../../../agent/tools/doctor/census.ts';
+import { kernLine, TCP4, UDP4 } from '../../parser/samples.ts';
 
 const at = (text: string, from = 0) => logPrefixAt(text, from, text.length);
 

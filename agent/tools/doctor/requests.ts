@@ -4,7 +4,7 @@
  */
 
 import { ApiException, type ConfigurationOptions } from '@kubernetes/client-node';
-import { requestSignal } from '../kube.ts';
+import { requestSignal } from '../../kube/client.ts';
 import { printable } from './census.ts';
 
 export const REQUEST_TIMEOUT_MS = 5000;

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BlockParser } from '../../agent/parser/block.ts';
-import { BlockSplitter, forEachLine, MAX_LINE_LENGTH } from '../../agent/parser/lines.ts';
-import { kernLine, TCP4 } from './samples.ts';
+import { BlockSplitter, forEachLine, MAX_LINE_LENGTH } from '../agent/lines.ts';
+import { BlockParser } from '../agent/tools/bulk/block.ts';
+import { kernLine, TCP4 } from './parser/samples.ts';
 
 /** Feeds the chunks and collects every line of the blocks the splitter hands over, as strings. */
 function readLines(chunks: readonly Buffer[], maxLineLength = 100): string[] {

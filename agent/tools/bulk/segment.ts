@@ -6,7 +6,7 @@
  */
 
 import { closeSync, openSync, readSync } from 'node:fs';
-import { MAX_LINE_LENGTH, NEWLINE, NEWLINE_BYTES } from './lines.ts';
+import { MAX_LINE_LENGTH, NEWLINE, NEWLINE_BYTES } from '../../lines.ts';
 
 export interface Segment {
   path: string;

@@ -5,8 +5,8 @@
  */
 
 import { AuthorizationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
-import type { Config } from '../config.ts';
-import { loadKubeConfig } from '../kube.ts';
+import type { Config } from '../../config.ts';
+import { loadKubeConfig } from '../../kube/client.ts';
 import { printable } from './census.ts';
 import { describeError, httpStatus, timeoutOptions } from './requests.ts';
 import type { ApiReport, Permission } from './types.ts';

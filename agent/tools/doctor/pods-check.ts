@@ -5,10 +5,10 @@
  */
 
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { type ListCall, type ListPage, PAGE_SIZE } from '../locator/list-watch.ts';
-import { nodeAddressesOf } from '../locator/node-watch.ts';
-import { PodDirectory } from '../locator/pod-directory.ts';
-import { podRefOf, RUNNING_PODS } from '../locator/pod-watch.ts';
+import { type ListCall, type ListPage, PAGE_SIZE } from '../../kube/list-watch.ts';
+import { nodeAddressesOf } from '../../locator/node-watch.ts';
+import { PodDirectory } from '../../locator/pod-directory.ts';
+import { podRefOf, RUNNING_PODS } from '../../locator/pod-watch.ts';
 import { describeError, httpStatus, timeoutOptions } from './requests.ts';
 import type { AddressCount, PodsReport, ResolvedAddress } from './types.ts';
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ConfigurationOptions, type KubeConfig, Watch } from '@kubernetes/client-node';
-import { requestSignal } from '../kube.ts';
 import type { Logger } from '../log.ts';
+import { requestSignal } from './client.ts';
 
 /** What a list call is asked for; the loop adds `fieldSelector` so list and watch always agree. */
 export interface ListRequest {

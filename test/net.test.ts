@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, Ipv4Texts, ipVersion, ipv4ValueAt } from '../../agent/parser/address.ts';
+import { canonicalIp, ipVersion, ipv4ValueAt } from '../agent/net.ts';
+import { Ipv4Texts } from '../agent/parser/values.ts';
 
 describe('canonicalIp', () => {
   const cases: [string, string][] = [
