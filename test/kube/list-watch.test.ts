@@ -244,7 +244,7 @@ describe('ListWatch.stop', () => {
     const script = `
       import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
       import { pino } from 'pino';
-      import { createPodWatch } from '../locator/agent/locator/pod-watch.ts';
+      import { createPodWatch } from './agent/locator/pod-watch.ts';
       const kubeConfig = new KubeConfig();
       kubeConfig.loadFromFile(process.env.KUBECONFIG_PATH);
       const sink = { replacePods() {}, upsertPod() {}, removePod() {} };
