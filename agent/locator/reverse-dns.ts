@@ -13,6 +13,8 @@ export interface ReverseDnsOptions {
   negativeTtlMs?: number;
   maxEntries?: number;
   maxInFlight?: number;
+  /** The clock the cache measures TTLs by: a monotonic one (performance.now) unless given. */
+  now?: () => number;
 }
 
 /** A name we are willing to print in an Event message: RFC 1123 host name characters only. */
@@ -57,7 +59,10 @@ export class ReverseDns implements ReverseResolver {
     this.ttlMs = options.ttlMs ?? 5 * 60_000;
     this.negativeTtlMs = options.negativeTtlMs ?? 60_000;
     this.maxInFlight = options.maxInFlight ?? 2;
-    this.cache = new LRUCache({ max: options.maxEntries ?? 10_000 });
+    this.cache = new LRUCache({
+      max: options.maxEntries ?? 10_000,
+      ...(options.now ? { perf: { now: options.now } } : {}),
+    });
   }
 
   lookup(ip: string): string | undefined {
