@@ -59,12 +59,18 @@ function errorMessage(err: unknown): string {
 
 /** Counts and prints block results in input order, whatever the inputs. */
 class ParseRun {
+  /** --stats: the invalid lines are only counted. */
+  private readonly listInvalid: boolean;
   lines = 0;
   drops = 0;
   invalid = 0;
   skipped = 0;
   readonly out = new BufferedOutput(process.stdout);
   readonly err = new BufferedOutput(process.stderr);
+
+  constructor(listInvalid: boolean) {
+    this.listInvalid = listInvalid;
+  }
 
   /** Prints one block's results; `firstLine` numbers its lines in the input. */
   async report(result: BlockResult, source: string, firstLine: number): Promise<void> {
@@ -73,7 +79,7 @@ class ParseRun {
     this.skipped += result.skipped;
     this.invalid += result.invalid.length;
     this.out.add(result.output);
-    for (const { line, reason, detail } of result.invalid) {
+    for (const { line, reason, detail } of this.listInvalid ? result.invalid : []) {
       this.err.add(`${source}:${firstLine + line - 1}: ${reason}: ${detail}\n`);
     }
     await Promise.all([this.out.flush(), this.err.flush()]);
@@ -194,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const printDrops = values.stats !== true;
   const options: ParserOptions = { prefix, timeLayout: config.timeLayout, now: Date.now };
-  const run = new ParseRun();
+  const run = new ParseRun(printDrops);
   let readable = true;
   if (values.journal !== undefined) {
     readable = await run.journal(values.journal, await parserHere(options, printDrops));

@@ -69,8 +69,17 @@ export function age(ms: number): string {
   return `${Math.floor(h / 24)}d`;
 }
 
+/** A cell with its control characters escaped (`\n`, `\u001b`): a newline in a name must not start a row. */
+function cellText(value: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is escaped.
+  return value.replace(/[\x00-\x1f\x7f]/g, (c) =>
+    c === '\x7f' ? '\\u007f' : JSON.stringify(c).slice(1, -1),
+  );
+}
+
 /** Columns padded to their widest cell, three spaces apart, like kubectl. */
-function table(rows: readonly (readonly string[])[]): string {
+function table(cells: readonly (readonly string[])[]): string {
+  const rows = cells.map((row) => row.map(cellText));
   const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
   return rows
     .map((row) =>

@@ -129,6 +129,8 @@ describe('parse command', () => {
     const summary = JSON.parse(lines[0]!) as Record<string, number>;
     expect(summary).toMatchObject({ lines: 10, drops: 4, invalid: 2, skipped: 4 });
     expect(summary.seconds).toBeGreaterThanOrEqual(0);
+    // The invalid lines are counted in the summary, not listed.
+    expect(run.stderr).toBe('');
   });
 
   it('exits 1 for an input it cannot read, after reading the others', async () => {

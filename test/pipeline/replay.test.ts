@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -209,6 +209,21 @@ describe('replay on the bundled samples', () => {
       /^0s +3 +default +pod\/netperf-client-42010a80017f +Warning +PacketDrop +Packet dropped when sending traffic to default \(10\.4\.0\.16\) on port 12865\/TCP$/,
     );
     expect(lines).toHaveLength(12);
+  });
+
+  it('escapes control characters in text output, so a value cannot break the table', async () => {
+    const pods = JSON.parse(await readFile(join(ROOT, PODS), 'utf8')) as {
+      items: { metadata: { name: string } }[];
+    };
+    for (const pod of pods.items) pod.metadata.name = `${pod.metadata.name}\nfake\trow\u001b[31m`;
+    const podsFile = await file('pods.json', JSON.stringify(pods));
+    const { code, stdout } = await replay(['--pods', podsFile, '--output', 'text', KERN_LOG]);
+    expect(code).toBe(0);
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(12);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character but the newlines may remain.
+    expect(stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+    expect(lines[1]).toContain('pod/netperf-client-42010a80017f\\nfake\\trow\\u001b[31m');
   });
 });
 
