@@ -52,6 +52,7 @@ export function endOf(spans: Spans, field: Field): number {
 }
 
 const SPACE = 32;
+const ZERO = 48;
 const OPEN_BRACKET = 91;
 /** Stored in `numbers` for a numeric field whose value is not a plain decimal number. */
 export const MALFORMED = -2;
@@ -153,22 +154,23 @@ function numberAt(text: string, i: number, end: number, scan: FieldScan, slot: n
     if (digit < 0 || digit > 9) break;
     value = value * 10 + digit;
   }
-  const wellFormed = j > i && j - i <= MAX_DIGITS && (j === end || text.charCodeAt(j) === SPACE);
+  // One rule for every number, as for address octets: no sign, no leading zero but "0" itself, and the
+  // token ends with the digits (a NUL or control character after them is no number).
+  const wellFormed =
+    j > i &&
+    j - i <= MAX_DIGITS &&
+    (text.charCodeAt(i) !== ZERO || j === i + 1) &&
+    (j === end || text.charCodeAt(j) === SPACE);
   scan.numbers[slot] = wellFormed ? value : MALFORMED;
   if (!wellFormed || value > NUMBER_LIMITS[slot]!) scan.numbersValid = false;
   return wellFormed ? j : tokenEndAt(text, j, end);
 }
 
-/** Whether the scan has what any drop needs: ports end TCP/UDP headers, CODE= ends ICMP's. */
-function complete(spans: Spans): boolean {
-  return has(spans, Field.PROTO) && (has(spans, Field.DPT) || has(spans, Field.CODE));
-}
-
 /**
- * Records the FIRST occurrence of each field in text[start, end): the IP header's LEN= and ID= come
- * before UDP's LEN= and ICMP's ID=. Stops at '[', where the kernel nests the packet quoted by an ICMP
- * error (its SRC=, DST= and ports are not this packet's), and once nothing more is needed. Flags
- * without '=' (DF, SYN) are tokens like any other.
+ * Records the FIRST occurrence of each field in text[start, end), wherever it stands (other loggers
+ * print the kernel's fields in another order): the IP header's LEN= comes before UDP's LEN=. Stops at
+ * '[', where the kernel nests the packet quoted by an ICMP error (its SRC=, DST= and ports are not this
+ * packet's). Flags without '=' (DF, SYN) are tokens like any other.
  */
 export function scanFields(text: string, start: number, end: number, scan: FieldScan): void {
   const { spans, numbers } = scan;
@@ -196,7 +198,6 @@ export function scanFields(text: string, start: number, end: number, scan: Field
       : tokenEndAt(text, valueStart, end);
     spans[slot * 2] = valueStart;
     spans[slot * 2 + 1] = valueEnd;
-    if (complete(spans)) return;
     i = valueEnd + 1;
   }
 }

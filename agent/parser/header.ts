@@ -41,3 +41,35 @@ export function headerAt(
   host.end = tokenEnd;
   return tokenEnd;
 }
+
+const OPEN_BRACKET = 91;
+const CLOSE_BRACKET = 93;
+/** RFC 3164 caps the tag at 32 characters; a longer token ending in ':' is message text. */
+const MAX_TAG = 48;
+
+function isTagChar(c: number): boolean {
+  const lower = c | 0x20;
+  return (
+    (lower >= 97 && lower <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 47
+  );
+}
+
+/**
+ * The end (after the ':') of the syslog tag at text[start, end), `name:` or `name[pid]:`, or -1 when
+ * the token there is none.
+ */
+export function tagEndAt(text: string, start: number, end: number): number {
+  let k = start;
+  while (k < end && k - start < MAX_TAG && isTagChar(text.charCodeAt(k))) k++;
+  if (k === start) return -1;
+  if (text.charCodeAt(k) === OPEN_BRACKET) {
+    const digits = k + 1;
+    k = digits;
+    while (k < end && k - digits < 10 && text.charCodeAt(k) >= 48 && text.charCodeAt(k) <= 57) k++;
+    if (k === digits || text.charCodeAt(k) !== CLOSE_BRACKET) return -1;
+    k++;
+  }
+  if (k >= end || text.charCodeAt(k) !== COLON) return -1;
+  k++;
+  return k === end || text.charCodeAt(k) === SPACE ? k : -1;
+}

@@ -20,8 +20,8 @@ import {
   scanFields,
   startOf,
 } from './fields.ts';
-import { HostSpan, headerAt } from './header.ts';
-import { findPrefix, normalizePrefix } from './prefix.ts';
+import { HostSpan, headerAt, tagEndAt } from './header.ts';
+import { findPrefix, NO_PREFIX, normalizePrefix, PREFIX_AFTER_CONTROL } from './prefix.ts';
 import { createStampParser } from './timestamp.ts';
 import {
   Interner,
@@ -51,6 +51,7 @@ export const INVALID_REASONS = [
   'bad_address',
   'bad_port',
   'bad_field',
+  'untrusted_tag',
 ] as const;
 export type InvalidReason = (typeof INVALID_REASONS)[number];
 
@@ -63,6 +64,10 @@ export { MAX_LINE_LENGTH };
 
 /** Shared by every skipped line, so skipping allocates nothing. */
 export const SKIPPED: ParseResult = Object.freeze({ kind: 'skip' });
+
+const SPACE = 32;
+/** The tag syslog daemons give kernel messages. */
+const KERNEL_TAG = 'kernel:';
 
 /** How much of an offending value a detail quotes. */
 const MAX_DETAIL_VALUE = 64;
@@ -84,11 +89,23 @@ function describe(text: string, spans: Spans, field: Field): string {
   return `${FIELD_NAMES[field]}=${quote(text.slice(startOf(spans, field), endOf(spans, field)))}`;
 }
 
-/** The end of the line without trailing whitespace (CRLF files, journal messages ending in '\n'). */
+function isTrailingBlank(c: number): boolean {
+  return c === 32 || c === 9 || c === 13 || c === 10;
+}
+
+/**
+ * The end of the line without trailing blanks (CRLF files, journal messages ending in '\n'). Other
+ * control characters stay, so that a NUL after the last value makes that value invalid.
+ */
 function trimmedEnd(text: string, start: number, end: number): number {
   let trimmed = end;
-  while (trimmed > start && text.charCodeAt(trimmed - 1) <= 32) trimmed--;
+  while (trimmed > start && isTrailingBlank(text.charCodeAt(trimmed - 1))) trimmed--;
   return trimmed;
+}
+
+/** Whether a prefixed line is to be reported (PREFIX_AFTER_CONTROL too) rather than skipped. */
+function carries(prefixAt: number): boolean {
+  return prefixAt !== NO_PREFIX;
 }
 
 const REQUIRED_FIELDS: readonly Field[] = [Field.SRC, Field.DST, Field.PROTO];
@@ -162,7 +179,7 @@ function dropFrom(
   if (dst === null) return invalid('bad_address', describe(text, spans, Field.DST));
   const version = ipVersion(src);
   if (ipVersion(dst) !== version) return invalid('bad_address', 'SRC= and DST= are of different IP versions');
-  const proto = protocolAt(text, startOf(spans, Field.PROTO), endOf(spans, Field.PROTO));
+  const proto = protocolAt(text, startOf(spans, Field.PROTO), endOf(spans, Field.PROTO), version);
   if (proto === null) return invalid('bad_field', describe(text, spans, Field.PROTO));
   if (has(spans, Field.SPT) !== has(spans, Field.DPT)) {
     return invalid('missing_field', has(spans, Field.SPT) ? 'SPT= without DPT=' : 'DPT= without SPT=');
@@ -262,14 +279,15 @@ class Parser {
     const first =
       text === this.searchedText && this.foundAt >= from ? this.foundAt : text.indexOf(this.core, from);
     const start = findPrefix(text, this.core, from, end, first);
-    if (start < 0) return SKIPPED;
+    if (start === NO_PREFIX) return SKIPPED;
+    if (start === PREFIX_AFTER_CONTROL) return invalid('bad_field', 'a control character before the prefix');
     scanFields(text, start, end, this.scan);
     return dropFrom(text, this.scan, this.values, time, host, this.core);
   }
 
   private journalMessage(text: string, time: number, host: string | null): ParseResult {
     const end = trimmedEnd(text, 0, text.length);
-    if (findPrefix(text, this.core, 0, end) < 0) return SKIPPED;
+    if (!carries(findPrefix(text, this.core, 0, end))) return SKIPPED;
     // Measured before trimming, as the sources measure lines (see syslogLine).
     if (isOverlong(text, 0, text.length)) return this.tooLong(text, 0, text.length);
     if (!Number.isFinite(time) || Math.abs(time) > MAX_DATE_MS) return invalid('bad_timestamp', String(time));
@@ -282,23 +300,48 @@ class Parser {
     // Measured before trimming: a line that a reader cut to one byte over the limit must stay over it
     // even when the cut left only blanks at its end.
     if (isOverlong(text, start, rawEnd)) {
-      return findPrefix(text, this.core, start, rawEnd) < 0 ? SKIPPED : this.tooLong(text, start, rawEnd);
+      return carries(findPrefix(text, this.core, start, rawEnd))
+        ? this.tooLong(text, start, rawEnd)
+        : SKIPPED;
     }
     const end = trimmedEnd(text, start, rawEnd);
     const from = headerAt(text, start, end, this.stamp, this.parts, this.hostSpan);
     const time = from < 0 ? Number.NaN : this.resolver.resolve(this.parts);
     if (Number.isNaN(time)) {
-      if (findPrefix(text, this.core, start, end) < 0) return SKIPPED;
+      if (!carries(findPrefix(text, this.core, start, end))) return SKIPPED;
       return invalid('bad_timestamp', `no known timestamp at the start of ${quote(text.slice(start, end))}`);
     }
     const { hostSpan } = this;
     const host =
       hostSpan.end > hostSpan.start ? this.values.hosts.at(text, hostSpan.start, hostSpan.end) : '';
     if (host === null) {
-      if (findPrefix(text, this.core, from, end) < 0) return SKIPPED;
+      if (!carries(findPrefix(text, this.core, from, end))) return SKIPPED;
       return invalid('bad_host', quote(text.slice(hostSpan.start, hostSpan.end)));
     }
-    return this.fieldsAfter(text, from, end, time, host);
+    return this.fieldsAfterTag(text, from, end, time, host);
+  }
+
+  /**
+   * Only the kernel's own lines count: a syslog tag after the host other than `kernel:` is what any
+   * local process can write (`logger`), so its lines are reported, not parsed. A line whose message
+   * begins with the prefix itself has no tag.
+   */
+  private fieldsAfterTag(text: string, from: number, end: number, time: number, host: string): ParseResult {
+    let tagStart = from;
+    while (tagStart < end && text.charCodeAt(tagStart) === SPACE) tagStart++;
+    const tagEnd = tagEndAt(text, tagStart, end);
+    if (tagEnd < 0 || this.isPrefixToken(text, tagStart, tagEnd))
+      return this.fieldsAfter(text, from, end, time, host);
+    if (tagEnd - tagStart === KERNEL_TAG.length && text.startsWith(KERNEL_TAG, tagStart)) {
+      return this.fieldsAfter(text, tagEnd, end, time, host);
+    }
+    if (!carries(findPrefix(text, this.core, tagEnd, end))) return SKIPPED;
+    return invalid('untrusted_tag', quote(text.slice(tagStart, tagEnd)));
+  }
+
+  /** Whether text[start, end), a token ending in ':', is the prefix with its colons. */
+  private isPrefixToken(text: string, start: number, end: number): boolean {
+    return text.startsWith(this.core, start) && normalizePrefix(text.slice(start, end)) === this.core;
   }
 }
 

@@ -5,7 +5,6 @@
 
 /** Linux IFNAMSIZ is 16 bytes including the terminating NUL. */
 const MAX_INTERFACE_NAME = 15;
-const MAX_PROTOCOL_NAME = 16;
 const MAX_HOST_NAME = 253;
 /** 64 bytes of link-layer header, printed as `xx:` per byte. */
 const MAX_MAC_TEXT = 64 * 3 - 1;
@@ -45,16 +44,6 @@ export function isMacAt(text: string, start: number, end: number): boolean {
   return true;
 }
 
-/** Protocol names (TCP, ICMPv6, UDPLITE) or numbers (47). */
-export function isProtocolAt(text: string, start: number, end: number): boolean {
-  if (end <= start || end - start > MAX_PROTOCOL_NAME) return false;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (!isLetter(c) && !isDigit(c)) return false;
-  }
-  return true;
-}
-
 /** Host names, or the address a syslog daemon writes when it has no name (IPv6 included). */
 export function isHostNameAt(text: string, start: number, end: number): boolean {
   if (end <= start || end - start > MAX_HOST_NAME) return false;
@@ -65,14 +54,48 @@ export function isHostNameAt(text: string, start: number, end: number): boolean 
   return true;
 }
 
-const COMMON_PROTOCOLS = ['TCP', 'UDP', 'ICMP', 'ICMPv6'];
+/**
+ * What the kernel's LOG target and nftables' log print after PROTO= (nf_log_syslog.c): these names,
+ * with their protocol numbers, and the bare number of any other protocol. ICMP belongs to IPv4 and
+ * ICMPv6 to IPv6.
+ */
+const PROTOCOLS_V4 = new Map([
+  ['TCP', 6],
+  ['UDP', 17],
+  ['UDPLITE', 136],
+  ['ICMP', 1],
+  ['SCTP', 132],
+  ['ESP', 50],
+  ['AH', 51],
+]);
+const PROTOCOLS_V6 = new Map(
+  [...PROTOCOLS_V4].map(([name, n]) => (name === 'ICMP' ? ['ICMPv6', 58] : [name, n])),
+);
+const LONGEST_PROTOCOL = 'UDPLITE'.length;
+const NAMED_V4 = new Set(PROTOCOLS_V4.values());
+const NAMED_V6 = new Set(PROTOCOLS_V6.values());
+/** Every name and number token, interned, so that a drop shares them instead of holding slices. */
+const NUMBERS = Array.from({ length: 256 }, (_, n) => String(n));
 
-/** The protocol text, reusing the common names instead of allocating a slice per line. */
-export function protocolAt(text: string, start: number, end: number): string | null {
-  for (const name of COMMON_PROTOCOLS) {
-    if (name.length === end - start && text.startsWith(name, start)) return name;
+/** The protocol token at text[start, end) of an IPv4 or IPv6 packet, or null when the kernel would not print it. */
+export function protocolAt(text: string, start: number, end: number, version: 4 | 6): string | null {
+  const names = version === 4 ? PROTOCOLS_V4 : PROTOCOLS_V6;
+  const length = end - start;
+  if (length < 1 || length > LONGEST_PROTOCOL) return null;
+  const first = text.charCodeAt(start);
+  if (!isDigit(first)) {
+    for (const name of names.keys()) if (name.length === length && text.startsWith(name, start)) return name;
+    return null;
   }
-  return isProtocolAt(text, start, end) ? detached(text.slice(start, end)) : null;
+  if (length > 3 || (first === 48 && length > 1)) return null;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!isDigit(c)) return null;
+    value = value * 10 + c - 48;
+  }
+  if (value > 255 || (version === 4 ? NAMED_V4 : NAMED_V6).has(value)) return null;
+  return NUMBERS[value]!;
 }
 
 /**

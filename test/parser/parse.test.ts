@@ -583,3 +583,119 @@ describe('invalid lines', () => {
     expect(result.detail.length).toBeLessThan(120);
   });
 });
+
+describe('fields in any order', () => {
+  it('reads every field wherever it stands (the Go original’s own test line)', () => {
+    const fields =
+      'SRC=10.0.0.1 SPT=1234 DST=10.0.0.2 DPT=80 PROTO=TCP IN=eth0 OUT=eth1 MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 TTL=63';
+    expect(dropOf(fileLine(kernLine(fields)))).toMatchObject({
+      src: '10.0.0.1',
+      dst: '10.0.0.2',
+      srcPort: 1234,
+      dstPort: 80,
+      proto: 'TCP',
+      in: 'eth0',
+      out: 'eth1',
+      mac: '00:11:22:33:44:55:66:77:88:99:aa:bb:08:00',
+      ttl: 63,
+    });
+  });
+
+  it('keeps the IP header’s LEN= when the fields come in another order', () => {
+    const fields = 'PROTO=UDP SPT=1 DPT=2 SRC=10.0.0.1 DST=10.0.0.2 IN=eth0 OUT= LEN=76 TTL=9 ID=4 LEN=56';
+    expect(dropOf(fileLine(kernLine(fields)))).toMatchObject({ length: 76, ttl: 9, in: 'eth0' });
+  });
+});
+
+describe('protocol tokens', () => {
+  const v4 = (proto: string) => `IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TTL=64 ID=1 PROTO=${proto}`;
+  const v6 = (proto: string) => `IN=eth0 OUT= SRC=fd00::1 DST=fd00::2 LEN=60 HOPLIMIT=64 PROTO=${proto}`;
+  it.each([
+    ['TCP', v4],
+    ['UDP', v4],
+    ['UDPLITE', v6],
+    ['SCTP', v4],
+    ['ESP', v6],
+    ['AH', v4],
+    ['ICMP', v4],
+    ['ICMPv6', v6],
+    ['0', v4],
+    ['47', v6],
+    ['255', v4],
+  ])('accepts PROTO=%s', (proto, fields) => {
+    expect(dropOf(fileLine(kernLine(fields(proto)))).proto).toBe(proto);
+  });
+
+  it.each([
+    ['a cut name', v4('TC')],
+    ['an unknown name', v4('X')],
+    ['a number over 255', v4('256')],
+    ['a lowercase name', v4('tcp')],
+    ['the number of a protocol the kernel names', v4('6')],
+    ['a number with a leading zero', v4('047')],
+    ['ICMPv6 over IPv4', v4('ICMPv6')],
+    ['ICMP over IPv6', v6('ICMP')],
+  ])('rejects %s', (_name, fields) => {
+    expect(fileLine(kernLine(fields))).toMatchObject({
+      kind: 'invalid',
+      reason: 'bad_field',
+      detail: expect.stringContaining('PROTO='),
+    });
+  });
+});
+
+describe('numeric fields', () => {
+  const base = 'IN=eth0 OUT=eth1 SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TTL=64 ID=1 DF PROTO=TCP SPT=1000 DPT=80';
+  it.each([
+    ['a NUL after a port at the end of the line', base.replace('DPT=80', 'DPT=2\u0000'), 'bad_port'],
+    ['a leading zero in a port', base.replace('DPT=80', 'DPT=08'), 'bad_port'],
+    ['a leading zero in a TTL', base.replace('TTL=64', 'TTL=064'), 'bad_field'],
+    ['a leading zero in LEN=', base.replace('LEN=60', 'LEN=060'), 'bad_field'],
+    ['a control character in a port', base.replace('SPT=1000', 'SPT=10\u000100'), 'bad_port'],
+  ])('rejects %s', (_name, fields, reason) => {
+    expect(fileLine(kernLine(fields))).toMatchObject({ kind: 'invalid', reason });
+  });
+
+  it('accepts a lone 0', () => {
+    expect(dropOf(fileLine(kernLine(base.replace('SPT=1000', 'SPT=0')))).srcPort).toBe(0);
+  });
+});
+
+describe('lines that carry the prefix in an odd place', () => {
+  it.each([
+    ['a control character before the prefix', `Apr 05 20:41:42 node-1 kernel: \u0001calico-packet: ${TCP4}`],
+    ['a NUL before the prefix', `Apr 05 20:41:42 node-1 kernel: \u0000calico-packet: ${TCP4}`],
+  ])('reports %s', (_name, line) => {
+    expect(fileLine(line)).toMatchObject({ kind: 'invalid' });
+  });
+
+  it('reports a journal message with a control character before the prefix', () => {
+    expect(parse({ text: `\u0001calico-packet: ${TCP4}`, time: NOW, host: 'node-1' })).toMatchObject({
+      kind: 'invalid',
+    });
+  });
+});
+
+describe('the syslog tag of file lines', () => {
+  it.each([
+    ['logger’s tag', `Apr 05 20:41:42 node1 root: calico-packet: ${TCP4}`],
+    ['a tag with a pid', `Apr 05 20:41:42 node1 sshd[123]: calico-packet: ${TCP4}`],
+    ['a tag that only begins like kernel', `Apr 05 20:41:42 node1 kernelx: calico-packet: ${TCP4}`],
+    ['a tag after a host-less stamp', `2026-04-05T20:41:42Z root: calico-packet: ${TCP4}`],
+  ])('does not take a drop from %s', (_name, line) => {
+    expect(fileLine(line)).toMatchObject({ kind: 'invalid', reason: 'untrusted_tag' });
+  });
+
+  it('skips a line with another tag and no prefix, without counting it', () => {
+    expect(fileLine('Apr 05 20:41:42 node1 root: hello')).toBe(SKIPPED);
+  });
+
+  it.each([
+    ['kernel:', `Apr 05 20:41:42 node1 kernel: calico-packet: ${TCP4}`],
+    ['kernel: and an uptime', `Apr 05 20:41:42 node1 kernel: [ 12.5] calico-packet: ${TCP4}`],
+    ['no tag', `Apr 05 20:41:42 node1 calico-packet: ${TCP4}`],
+    ['no tag and no host', `2026-04-05T20:41:42Z calico-packet: ${TCP4}`],
+  ])('takes a drop from a line with %s', (_name, line) => {
+    expect(dropOf(fileLine(line)).src).toBe('10.4.0.4');
+  });
+});
