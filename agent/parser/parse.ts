@@ -62,8 +62,8 @@ export type ParseResult =
 
 export { MAX_LINE_LENGTH };
 
-/** Shared by every skipped line, so skipping allocates nothing. */
-export const SKIPPED: ParseResult = Object.freeze({ kind: 'skip' });
+/** The answer for every line without the prefix (also near misses such as `calico-packets`): one shared object, so skipping allocates nothing. */
+export const NOT_PREFIXED: ParseResult = Object.freeze({ kind: 'skip' });
 
 const SPACE = 32;
 /** The tag syslog daemons give kernel messages. */
@@ -121,7 +121,7 @@ const NUMERIC_FIELDS: readonly { field: Field; reason: InvalidReason }[] = [
 ];
 
 /** Interned values of one parser: each distinct host, interface, MAC and address is validated once. */
-class Values {
+class InternedValues {
   readonly hosts = new Interner(validWhole(isHostNameAt));
   readonly interfaces = new Interner(validWhole(isInterfaceNameAt));
   readonly macs = new Interner(validWhole(isMacAt));
@@ -164,7 +164,7 @@ function numberOrNull(scan: FieldScan, field: Field): number | null {
 function dropFrom(
   text: string,
   scan: FieldScan,
-  values: Values,
+  values: InternedValues,
   time: number,
   host: string,
   prefix: string,
@@ -222,7 +222,7 @@ class Parser {
   private readonly parts = new DateParts();
   private readonly hostSpan = new HostSpan();
   private readonly scan = new FieldScan();
-  private readonly values = new Values();
+  private readonly values = new InternedValues();
   /** The first occurrence of the prefix at or after `searchedFrom` in `searchedText`, or -1. */
   private searchedText = '';
   private searchedFrom = 0;
@@ -238,13 +238,13 @@ class Parser {
   record(record: LogRecord): ParseResult {
     const text = record.text;
     if (record.time === null) return this.line(text, 0, text.length);
-    if (!this.mayCarryPrefix(text, 0, text.length)) return SKIPPED;
+    if (!this.mayCarryPrefix(text, 0, text.length)) return NOT_PREFIXED;
     return this.journalMessage(text, record.time, record.host);
   }
 
   /** A syslog-style line at text[start, end), e.g. one line of a large chunk read from a file. */
   line(text: string, start: number, end: number): ParseResult {
-    if (!this.mayCarryPrefix(text, start, end)) return SKIPPED;
+    if (!this.mayCarryPrefix(text, start, end)) return NOT_PREFIXED;
     return this.syslogLine(text, start, end);
   }
 
@@ -279,7 +279,7 @@ class Parser {
     const first =
       text === this.searchedText && this.foundAt >= from ? this.foundAt : text.indexOf(this.core, from);
     const start = findPrefix(text, this.core, from, end, first);
-    if (start === NO_PREFIX) return SKIPPED;
+    if (start === NO_PREFIX) return NOT_PREFIXED;
     if (start === PREFIX_AFTER_CONTROL) return invalid('bad_field', 'a control character before the prefix');
     scanFields(text, start, end, this.scan);
     return dropFrom(text, this.scan, this.values, time, host, this.core);
@@ -287,7 +287,7 @@ class Parser {
 
   private journalMessage(text: string, time: number, host: string | null): ParseResult {
     const end = trimmedEnd(text, 0, text.length);
-    if (!carries(findPrefix(text, this.core, 0, end))) return SKIPPED;
+    if (!carries(findPrefix(text, this.core, 0, end))) return NOT_PREFIXED;
     // Measured before trimming, as the sources measure lines (see syslogLine).
     if (isOverlong(text, 0, text.length)) return this.tooLong(text, 0, text.length);
     if (!Number.isFinite(time) || Math.abs(time) > MAX_DATE_MS) return invalid('bad_timestamp', String(time));
@@ -302,20 +302,20 @@ class Parser {
     if (isOverlong(text, start, rawEnd)) {
       return carries(findPrefix(text, this.core, start, rawEnd))
         ? this.tooLong(text, start, rawEnd)
-        : SKIPPED;
+        : NOT_PREFIXED;
     }
     const end = trimmedEnd(text, start, rawEnd);
     const from = headerAt(text, start, end, this.stamp, this.parts, this.hostSpan);
     const time = from < 0 ? Number.NaN : this.resolver.resolve(this.parts);
     if (Number.isNaN(time)) {
-      if (!carries(findPrefix(text, this.core, start, end))) return SKIPPED;
+      if (!carries(findPrefix(text, this.core, start, end))) return NOT_PREFIXED;
       return invalid('bad_timestamp', `no known timestamp at the start of ${quote(text.slice(start, end))}`);
     }
     const { hostSpan } = this;
     const host =
       hostSpan.end > hostSpan.start ? this.values.hosts.at(text, hostSpan.start, hostSpan.end) : '';
     if (host === null) {
-      if (!carries(findPrefix(text, this.core, from, end))) return SKIPPED;
+      if (!carries(findPrefix(text, this.core, from, end))) return NOT_PREFIXED;
       return invalid('bad_host', quote(text.slice(hostSpan.start, hostSpan.end)));
     }
     return this.fieldsAfterTag(text, from, end, time, host);
@@ -335,7 +335,7 @@ class Parser {
     if (tagEnd - tagStart === KERNEL_TAG.length && text.startsWith(KERNEL_TAG, tagStart)) {
       return this.fieldsAfter(text, tagEnd, end, time, host);
     }
-    if (!carries(findPrefix(text, this.core, tagEnd, end))) return SKIPPED;
+    if (!carries(findPrefix(text, this.core, tagEnd, end))) return NOT_PREFIXED;
     return invalid('untrusted_tag', quote(text.slice(tagStart, tagEnd)));
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLineParser, createParser, type ParseResult, SKIPPED } from '../../agent/parser/parse.ts';
+import { createLineParser, createParser, NOT_PREFIXED, type ParseResult } from '../../agent/parser/parse.ts';
 import type { LogRecord, PacketDrop } from '../../agent/types.ts';
 import { ICMP_ECHO, ICMP_UNREACHABLE, ICMP6, KERN_LINE_TIME, kernLine, TCP4, TCP6, UDP4 } from './samples.ts';
 
@@ -270,7 +270,7 @@ describe('prefix matching', () => {
   ];
   it.each(nearMisses)('skips %s', (_name, prefix, message) => {
     const line = `2026-04-05T20:41:42Z node-1 kernel: ${message} ${TCP4.slice(TCP4.indexOf('OUT='))}`;
-    expect(fileLine(line, parserFor(prefix))).toBe(SKIPPED);
+    expect(fileLine(line, parserFor(prefix))).toBe(NOT_PREFIXED);
   });
 
   it.each([
@@ -280,7 +280,7 @@ describe('prefix matching', () => {
     'garbage',
     'calico',
   ])('skips unrelated lines: %j', (line) => {
-    expect(fileLine(line)).toBe(SKIPPED);
+    expect(fileLine(line)).toBe(NOT_PREFIXED);
   });
 
   it('rejects an empty prefix when the parser is created', () => {
@@ -465,7 +465,7 @@ describe('journal records', () => {
   });
 
   it('skips messages without the prefix', () => {
-    expect(parse(record('IPv6: ADDRCONF(NETDEV_UP): eth0: link is not ready'))).toBe(SKIPPED);
+    expect(parse(record('IPv6: ADDRCONF(NETDEV_UP): eth0: link is not ready'))).toBe(NOT_PREFIXED);
   });
 
   it.each([
@@ -555,7 +555,7 @@ describe('invalid lines', () => {
       kind: 'invalid',
       reason: 'too_long',
     });
-    expect(fileLine(`no prefix ${'X'.repeat(16 * 1024)}`)).toBe(SKIPPED);
+    expect(fileLine(`no prefix ${'X'.repeat(16 * 1024)}`)).toBe(NOT_PREFIXED);
   });
 
   it('measures the 16 KiB in bytes of UTF-8, trailing blanks included, as the sources cut lines', () => {
@@ -687,7 +687,7 @@ describe('the syslog tag of file lines', () => {
   });
 
   it('skips a line with another tag and no prefix, without counting it', () => {
-    expect(fileLine('Apr 05 20:41:42 node1 root: hello')).toBe(SKIPPED);
+    expect(fileLine('Apr 05 20:41:42 node1 root: hello')).toBe(NOT_PREFIXED);
   });
 
   it.each([
