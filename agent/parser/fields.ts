@@ -166,11 +166,36 @@ function numberAt(text: string, i: number, end: number, scan: FieldScan, slot: n
   return wellFormed ? j : tokenEndAt(text, j, end);
 }
 
+const bit = (field: Field): number => 1 << field;
+/** Fields after which nothing more is read once all are found: the rest of a kernel line is not ours. */
+const EVERY_HEADER_FIELD = [
+  Field.IN,
+  Field.OUT,
+  Field.MAC,
+  Field.SRC,
+  Field.DST,
+  Field.LEN,
+  Field.TTL,
+  Field.PROTO,
+]
+  .map(bit)
+  .reduce((a, b) => a | b);
+const PORTS = bit(Field.SPT) | bit(Field.DPT);
+const ICMP_TYPE_CODE = bit(Field.TYPE) | bit(Field.CODE);
+
+/** Whether every field a line can have has been found: ports end TCP/UDP headers, CODE= ends ICMP's. */
+function complete(found: number): boolean {
+  return (
+    (found & EVERY_HEADER_FIELD) === EVERY_HEADER_FIELD &&
+    ((found & PORTS) === PORTS || (found & ICMP_TYPE_CODE) === ICMP_TYPE_CODE)
+  );
+}
+
 /**
  * Records the FIRST occurrence of each field in text[start, end), wherever it stands (other loggers
  * print the kernel's fields in another order): the IP header's LEN= comes before UDP's LEN=. Stops at
  * '[', where the kernel nests the packet quoted by an ICMP error (its SRC=, DST= and ports are not this
- * packet's). Flags without '=' (DF, SYN) are tokens like any other.
+ * packet's), and once every field is found. Flags without '=' (DF, SYN) are tokens like any other.
  */
 export function scanFields(text: string, start: number, end: number, scan: FieldScan): void {
   const { spans, numbers } = scan;
@@ -178,6 +203,7 @@ export function scanFields(text: string, start: number, end: number, scan: Field
   for (let k = 0; k < spans.length; k++) spans[k] = -1;
   for (let k = 0; k < numbers.length; k++) numbers[k] = -1;
   scan.numbersValid = true;
+  let found = 0;
   let i = start;
   while (i < end) {
     const c = text.charCodeAt(i);
@@ -198,6 +224,8 @@ export function scanFields(text: string, start: number, end: number, scan: Field
       : tokenEndAt(text, valueStart, end);
     spans[slot * 2] = valueStart;
     spans[slot * 2 + 1] = valueEnd;
+    found |= 1 << slot;
+    if (complete(found)) return;
     i = valueEnd + 1;
   }
 }

@@ -119,9 +119,10 @@ export function kernelFields(rng: Random): string {
     case 7:
       return `${inOut}${mac(rng, '86:dd')}SRC=${ipv6(rng)} DST=${ipv6(rng)} LEN=104 TC=0 HOPLIMIT=${ttl} FLOWLBL=0 PROTO=ICMPv6 TYPE=${rng.pick([128, 129, 1, 135])} CODE=0 ID=${rng.below(65_536)} SEQ=1`;
     default:
-      // Port-less protocols: GRE by name or number, and a fragment, whose ports are in another packet.
+      // Port-less protocols: IPsec by name, GRE and IP-in-IP by number (the kernel names no others), and
+      // a fragment, whose ports are in another packet.
       return rng.chance(0.5)
-        ? `${inOut}SRC=${ipv4(rng)} DST=${ipv4(rng)} LEN=120 TOS=0x00 PREC=0x00 TTL=${ttl} ID=77 PROTO=${rng.pick(['47', 'GRE', '50'])}`
+        ? `${inOut}SRC=${ipv4(rng)} DST=${ipv4(rng)} LEN=120 TOS=0x00 PREC=0x00 TTL=${ttl} ID=77 PROTO=${rng.pick(['47', 'ESP', 'AH', '4'])}`
         : `${inOut}SRC=${ipv4(rng)} DST=${ipv4(rng)} LEN=1500 TOS=0x00 PREC=0x00 TTL=${ttl} ID=77 FRAG:185 PROTO=UDP`;
   }
 }
