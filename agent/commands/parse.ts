@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config.ts';
-import { BlockSplitter, MAX_LINE_LENGTH } from '../lines.ts';
+import { LineSplitter } from '../lines.ts';
 import type { ParserOptions } from '../parser/parse.ts';
 import { normalizePrefix } from '../parser/prefix.ts';
 import type { BlockParser, BlockResult } from '../tools/bulk/block.ts';
@@ -89,30 +89,23 @@ class ParseRun {
   async file(path: string, parser: BlockParser): Promise<boolean> {
     const source = path === '-' ? '<stdin>' : path;
     const input = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
-    const splitter = new BlockSplitter(MAX_LINE_LENGTH);
+    const splitter = new LineSplitter();
     let nextLine = 1;
-    const results: BlockResult[] = [];
-    const submit = (block: Buffer): void => {
-      results.push(parser.lines(block));
-    };
-    const reportAll = async (): Promise<void> => {
-      for (const result of results.splice(0)) {
-        await this.report(result, source, nextLine);
-        nextLine += result.lines;
-      }
+    const reportBlocks = async (blocks: readonly Buffer[]): Promise<void> => {
+      const result = parser.blocks(blocks);
+      await this.report(result, source, nextLine);
+      nextLine += result.lines;
     };
     try {
       for await (const chunk of input) {
-        splitter.push(chunk as Buffer, submit);
-        await reportAll();
+        await reportBlocks(splitter.push(chunk as Buffer));
         if (this.out.closed) return true;
       }
     } catch (err) {
       this.err.add(`kube-iptables-tailer: cannot read ${source}: ${errorMessage(err)}\n`);
       return false;
     } finally {
-      splitter.finish(submit);
-      await reportAll();
+      await reportBlocks(splitter.finish());
     }
     return true;
   }

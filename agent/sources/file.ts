@@ -22,10 +22,11 @@
  * last line whose batch, and every earlier one, the handler has settled (see source.ts), in a file
  * identified by dev, inode and a hash of its first bytes (inode numbers are reused when a file is deleted
  * and another created).
- * - No checkpoint (or one for another path): the start of the file's last line, i.e. its end when it
- *   ends with a newline. Replaying a whole kern.log would post old drops again; drops logged while the
- *   agent was not running are missed (the journal source reads back PACKET_DROP_EXPIRATION_MINUTES
- *   instead, but a file has no cheap index by time).
+ * - No checkpoint (or one for another path): the first whole line of the file's last READ_BACK_BYTES,
+ *   so that drops logged in the minutes before the first start are reported, as the journal source
+ *   reads back PACKET_DROP_EXPIRATION_MINUTES. A file has no cheap index by time: the lines are not
+ *   dated here, the pipeline's expiry drops (and counts) those older than that, and the bound keeps a
+ *   huge kern.log from being read whole.
  * - The checkpoint's file is at the path: resume at the offset.
  * - It was rotated while the agent was down: it is found by its identity among the uncompressed
  *   rotated names beside the path (`<path>.1`, `<path>.2`, dateext's `<path>-20261123`); that file
@@ -40,25 +41,24 @@ import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { MAX_LINE_LENGTH } from '../lines.ts';
-import { type Logger, ThrottledWarning } from '../log.ts';
+import { LineSplitter, linesOf, MAX_LINE_LENGTH, NEWLINE } from '../lines.ts';
+import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
-import { LineSplitter } from './line-splitter.ts';
-import type { LogSource, RecordHandler } from './source.ts';
+import type { LogSource, RecordHandler, SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
 const CHUNK_BYTES = 64 * 1024;
-const DEFAULT_MAX_LINE_BYTES = MAX_LINE_LENGTH;
+/** How much of a file's end a first start reads back: minutes of drops even at thousands of lines a second. */
+export const READ_BACK_BYTES = 64 << 20;
 /** logrotate's name for the previous file: the checkpoint's file is looked for there first. */
 const ROTATED_SUFFIX = '.1';
 /** logrotate compresses into a new file: a compressed rotation never has the checkpoint's inode. */
 const COMPRESSED = /\.(gz|xz|bz2|zst|lz4|Z)$/;
 /** How many leading bytes identify a file's content, next to its inode number. */
 const HEAD_BYTES = 1024;
-const NEWLINE = 0x0a;
 const DECIMAL = /^\d+$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -69,8 +69,6 @@ export interface FileSourceOptions {
   pollIntervalMs: number;
   log: Logger;
   metrics: Metrics;
-  /** Longer lines are skipped and counted (sourceErrors{reason="line_too_long"}). */
-  maxLineBytes?: number;
 }
 
 interface Position {
@@ -234,20 +232,22 @@ interface Start {
 }
 
 /**
- * Where the file's last line begins. Only its last maxLineBytes + 1 bytes are searched: a line longer
- * than that would be skipped anyway, so reading then starts at the end, mid-line.
+ * Where a first start reads from: the first whole line of the file's last READ_BACK_BYTES, found from
+ * the byte before them (a newline there starts a line at the window's first byte). Only a line's worth
+ * is searched: the line cut by the window is the only thing skipped, and if it is too long to parse,
+ * reading starts in it, mid-line, and drops the rest of it.
  */
-async function lastLineStart(handle: FileHandle, size: number, maxLineBytes: number): Promise<Start> {
-  const length = Math.min(size, maxLineBytes + 1);
-  const tail = Buffer.alloc(length);
-  const { bytesRead } = await handle.read(tail, 0, length, size - length);
-  const newline = tail.subarray(0, bytesRead).lastIndexOf(NEWLINE);
-  if (newline >= 0) return { offset: size - length + newline + 1 };
-  return length === size ? { offset: 0 } : { offset: size, midLine: true };
+async function readBackStart(handle: FileHandle, size: number): Promise<Start> {
+  if (size <= READ_BACK_BYTES) return { offset: 0 };
+  const from = size - READ_BACK_BYTES - 1;
+  const probe = Buffer.alloc(MAX_LINE_LENGTH + 1);
+  const { bytesRead } = await handle.read(probe, 0, probe.length, from);
+  const newline = probe.subarray(0, bytesRead).indexOf(NEWLINE);
+  return newline >= 0 ? { offset: from + newline + 1 } : { offset: from + bytesRead, midLine: true };
 }
 
 /** One open file being read. */
-interface TailedFile {
+interface FollowedFile {
   readonly handle: FileHandle;
   readonly id: FileId;
   /** The name it was opened by: the followed path, or its rotated name when resuming. */
@@ -260,7 +260,7 @@ interface TailedFile {
 }
 
 /** How the next file opened at the path is positioned. */
-type Resume = { kind: 'checkpoint'; position: Position } | { kind: 'last_line' } | { kind: 'beginning' };
+type Resume = { kind: 'checkpoint'; position: Position } | { kind: 'read_back' } | { kind: 'beginning' };
 
 const BEGINNING: Resume = { kind: 'beginning' };
 
@@ -281,18 +281,20 @@ export class FileSource implements LogSource {
   private readonly directory: string;
   private readonly fileName: string;
   private readonly pollIntervalMs: number;
-  private readonly maxLineBytes: number;
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly checkpoint: ThrottledCheckpoint<Position>;
   private readonly buffer = Buffer.allocUnsafe(CHUNK_BYTES);
 
   private handle: RecordHandler = () => {};
-  private resume: Resume = { kind: 'last_line' };
-  private current: TailedFile | null = null;
+  private resume: Resume = { kind: 'read_back' };
+  private current: FollowedFile | null = null;
   /** The condition last logged, so that a lasting one is logged once, not once per look. */
   private reported: string | null = null;
-  private readonly overlongWarning: ThrottledWarning;
+  /** Why the path is not being read, until a look reads it again (readiness). */
+  private problemText: string | null = null;
+  /** Bytes read from every file so far (stall detection). */
+  private taken = 0;
 
   private directoryWatcher: FSWatcher | null = null;
   private fileWatcher: FSWatcher | null = null;
@@ -307,14 +309,12 @@ export class FileSource implements LogSource {
     this.directory = dirname(options.path);
     this.fileName = basename(options.path);
     this.pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs);
-    this.maxLineBytes = positiveInteger('maxLineBytes', options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
     this.log = options.log;
     this.metrics = options.metrics;
     this.checkpoint = new ThrottledCheckpoint(
       new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
       CHECKPOINT_INTERVAL_MS,
     );
-    this.overlongWarning = new ThrottledWarning(options.log, 'skipped log lines longer than maxLineBytes');
   }
 
   run(handle: RecordHandler): Promise<void> {
@@ -329,6 +329,22 @@ export class FileSource implements LogSource {
     this.notice();
     await this.running;
     await this.checkpoint.flush();
+  }
+
+  problem(): string | null {
+    return this.problemText;
+  }
+
+  /** Unread: the followed file is longer than what was read, or another file with data is at the path. */
+  async progress(): Promise<SourceProgress> {
+    const found = await inspect(this.path).catch(() => null);
+    const current = this.current;
+    let unread = false;
+    if (found?.kind === 'file') {
+      unread =
+        current !== null && sameFile(found.id, current.id) ? found.size > current.readOffset : found.size > 0;
+    }
+    return { taken: this.taken, unread };
   }
 
   private async loop(): Promise<void> {
@@ -353,13 +369,14 @@ export class FileSource implements LogSource {
       const found = await inspect(this.path);
       if (found.kind !== 'file') {
         this.report(found);
-        // Only a file present at the start is read from its last line; one appearing later is all new.
-        if (this.resume.kind === 'last_line') this.resume = BEGINNING;
+        // Only a file present at the start is read back from its end; one appearing later is all new.
+        if (this.resume.kind === 'read_back') this.resume = BEGINNING;
       }
       const opening = this.current === null;
       if (opening && found.kind === 'file') this.current = await this.openPath();
       if (this.current === null) return;
       await this.follow(this.current);
+      this.problemText = null;
       // A file opened in this look is newer than `found`: whether the path has moved on is for the next look.
       if (!opening && found.kind === 'file' && found.size > 0 && !sameFile(found.id, this.current.id)) {
         await this.switchToPath(this.current);
@@ -370,10 +387,10 @@ export class FileSource implements LogSource {
   }
 
   /** The old file is already read to its end; the new one has data, so the writer has moved to it. */
-  private async switchToPath(old: TailedFile): Promise<void> {
+  private async switchToPath(old: FollowedFile): Promise<void> {
     if (this.stopping) return;
-    const last = old.splitter.finish();
-    if (last !== null) await this.deliver([last], old);
+    const last = linesOf(old.splitter.finish());
+    if (last.length > 0) await this.deliver(last, old);
     this.log.info({ path: this.path, finished: old.name }, 'log file was rotated; following the new file');
     this.current = null;
     this.closeFileWatcher();
@@ -382,7 +399,7 @@ export class FileSource implements LogSource {
     if (this.current !== null) await this.follow(this.current);
   }
 
-  private async openPath(): Promise<TailedFile | null> {
+  private async openPath(): Promise<FollowedFile | null> {
     const opened = await openRegular(this.path);
     if (opened.kind !== 'open') {
       this.report(opened);
@@ -399,24 +416,20 @@ export class FileSource implements LogSource {
     return file;
   }
 
-  private async place(opened: Opened): Promise<TailedFile> {
+  private async place(opened: Opened): Promise<FollowedFile> {
     switch (this.resume.kind) {
       case 'beginning':
-        return this.tailed(opened, this.path, { offset: 0 });
-      case 'last_line':
-        return this.tailed(
-          opened,
-          this.path,
-          await lastLineStart(opened.handle, opened.size, this.maxLineBytes),
-        );
+        return this.followFrom(opened, this.path, { offset: 0 });
+      case 'read_back':
+        return this.followFrom(opened, this.path, await readBackStart(opened.handle, opened.size));
       case 'checkpoint':
         return this.resumeAt(this.resume.position, opened);
     }
   }
 
-  private async resumeAt(position: Position, opened: Opened): Promise<TailedFile> {
+  private async resumeAt(position: Position, opened: Opened): Promise<FollowedFile> {
     if (await holdsPosition(opened, position)) {
-      return this.tailed(opened, this.path, { offset: position.offset });
+      return this.followFrom(opened, this.path, { offset: position.offset });
     }
     const rotated = await this.openRotated(position);
     if (rotated !== null) {
@@ -431,45 +444,37 @@ export class FileSource implements LogSource {
       { path: this.path },
       'checkpointed log file is gone (or was truncated or replaced); reading the current file from the start',
     );
-    return this.tailed(opened, this.path, { offset: 0 });
+    return this.followFrom(opened, this.path, { offset: 0 });
   }
 
-  private async openRotated(position: Position): Promise<TailedFile | null> {
+  private async openRotated(position: Position): Promise<FollowedFile | null> {
     for (const name of await rotatedNames(this.path)) {
       if (!(await hasInodeOf(name, position))) continue;
       const opened = await openRegular(name);
       if (opened.kind !== 'open') continue;
       // A rotated file that cannot be read is treated as not the checkpoint's: reading goes on at the path.
       if (await holdsPosition(opened, position).catch(() => false)) {
-        return this.tailed(opened, name, { offset: position.offset });
+        return this.followFrom(opened, name, { offset: position.offset });
       }
       await opened.handle.close();
     }
     return null;
   }
 
-  private tailed(opened: Opened, name: string, start: Start): TailedFile {
+  /** The opened file (by `name`), to be read from `start` on. */
+  private followFrom(opened: Opened, name: string, start: Start): FollowedFile {
     return {
       handle: opened.handle,
       id: opened.id,
       name,
       readOffset: start.offset,
-      splitter: this.splitterAt(start),
+      splitter: new LineSplitter({ offset: start.offset, midLine: start.midLine ?? false }),
       head: null,
     };
   }
 
-  private splitterAt(start: Start): LineSplitter {
-    return new LineSplitter({
-      maxLineBytes: this.maxLineBytes,
-      offset: start.offset,
-      midLine: start.midLine ?? false,
-      onOverlong: (lineOffset) => this.overlong(lineOffset),
-    });
-  }
-
   /** Reads the file from its offset to its end, from 0 if it shrank below the offset (copytruncate). */
-  private async follow(file: TailedFile): Promise<void> {
+  private async follow(file: FollowedFile): Promise<void> {
     const { size } = await file.handle.stat();
     if (size < file.readOffset) {
       this.log.info(
@@ -477,19 +482,20 @@ export class FileSource implements LogSource {
         'log file was truncated; reading it from the start',
       );
       file.readOffset = 0;
-      file.splitter = this.splitterAt({ offset: 0 });
+      file.splitter = new LineSplitter();
       await this.savePosition(file);
     }
     while (!this.stopping) {
       const { bytesRead } = await file.handle.read(this.buffer, 0, CHUNK_BYTES, file.readOffset);
       if (bytesRead === 0) return;
       file.readOffset += bytesRead;
-      await this.deliver(file.splitter.push(this.buffer.subarray(0, bytesRead)), file);
+      this.taken += bytesRead;
+      await this.deliver(linesOf(file.splitter.push(this.buffer.subarray(0, bytesRead))), file);
     }
   }
 
   /** Hands the lines over and waits for the handler; the checkpoint moves past them once they settle. */
-  private async deliver(lines: readonly string[], file: TailedFile): Promise<void> {
+  private async deliver(lines: readonly string[], file: FollowedFile): Promise<void> {
     let settled: Promise<void> | undefined;
     if (lines.length > 0) {
       this.metrics.linesRead.inc(lines.length);
@@ -505,7 +511,7 @@ export class FileSource implements LogSource {
   }
 
   /** Moves the checkpoint to just after the file's last handled line, once its batch is settled. */
-  private async savePosition(file: TailedFile, settled?: Promise<void>): Promise<void> {
+  private async savePosition(file: FollowedFile, settled?: Promise<void>): Promise<void> {
     const offset = file.splitter.offset;
     if (file.head?.length !== headLength(offset)) file.head = await headOf(file.handle, headLength(offset));
     this.checkpoint.update(
@@ -527,6 +533,7 @@ export class FileSource implements LogSource {
   private report(problem: Problem): void {
     const rotating = problem.kind === 'missing' && this.current !== null;
     const key = rotating ? 'rotating' : `${problem.kind}:${'detail' in problem ? problem.detail : ''}`;
+    if (!rotating) this.problemText = this.describe(problem).message;
     if (key === this.reported) return;
     this.reported = key;
     if (rotating) {
@@ -558,16 +565,6 @@ export class FileSource implements LogSource {
       case 'read_failed':
         return { level: 'error', message: `reading ${this.path} failed: ${problem.detail}; retrying` };
     }
-  }
-
-  /** Counts every skipped overlong line, logging at most once a minute how many there were. */
-  private overlong(lineOffset: number): void {
-    this.metrics.sourceErrors.inc({ reason: 'line_too_long' });
-    this.overlongWarning.note({
-      path: this.current?.name ?? this.path,
-      offset: lineOffset,
-      maxLineBytes: this.maxLineBytes,
-    });
   }
 
   /** Waits for a change hint, the poll interval, or stop. */

@@ -4,13 +4,15 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { LineSplitter, linesOf } from '../lines.ts';
 import type { LogRecord } from '../types.ts';
 import type { ExportEntry } from './journal-export.ts';
 
 export const DEFAULT_JOURNALCTL = 'journalctl';
 const KILL_TIMEOUT_MS = 5000;
 const STDERR_LINES_LOGGED = 20;
-const STDERR_LINE_CHARS = 500;
+/** journalctl's messages are one short sentence: a longer line is cut, as every reader cuts lines. */
+const STDERR_LINE_BYTES = 500;
 const STDERR_LINES_KEPT = 5;
 
 export type Rejection = 'untrusted_transport' | 'incomplete_entry';
@@ -65,7 +67,7 @@ export function describeExit(exit: Exit, journalctl: string): string {
 /** journalctl's stderr as lines, bounded in length and number, whatever it prints. */
 export class StderrLines {
   readonly last: string[] = [];
-  private partial = '';
+  private readonly splitter = new LineSplitter({ maxLineBytes: STDERR_LINE_BYTES });
   private count = 0;
   private readonly onLine: (line: string) => void;
 
@@ -74,18 +76,14 @@ export class StderrLines {
   }
 
   push(chunk: Buffer): void {
-    const lines = (this.partial + chunk.toString('utf8')).split('\n');
-    this.partial = lines.pop()!.slice(0, STDERR_LINE_CHARS);
-    for (const line of lines) this.line(line);
+    for (const line of linesOf(this.splitter.push(chunk))) this.line(line);
   }
 
   end(): void {
-    if (this.partial !== '') this.line(this.partial);
-    this.partial = '';
+    for (const line of linesOf(this.splitter.finish())) this.line(line);
   }
 
-  private line(text: string): void {
-    const line = text.slice(0, STDERR_LINE_CHARS);
+  private line(line: string): void {
     if (line.trim() === '') return;
     this.last.push(line);
     if (this.last.length > STDERR_LINES_KEPT) this.last.shift();

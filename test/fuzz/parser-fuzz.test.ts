@@ -9,7 +9,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { dropMessage } from '../../agent/events/message.ts';
-import { BlockSplitter, MAX_LINE_LENGTH } from '../../agent/lines.ts';
+import { LineSplitter, MAX_LINE_LENGTH } from '../../agent/lines.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import {
   createParser,
@@ -126,9 +126,9 @@ function splitLines(stream: Buffer): Buffer[] {
   return lines;
 }
 
-/** The stream through BlockSplitter and BlockParser, as `parse` reads a file: per line, the outcome. */
+/** The stream through LineSplitter and BlockParser, as `parse` reads a file: per line, the outcome. */
 function parseBlocks(rng: Random, parser: BlockParser, stream: Buffer) {
-  const splitter = new BlockSplitter(MAX_LINE_LENGTH);
+  const splitter = new LineSplitter();
   const invalid = new Map<number, InvalidReason>();
   const drops: string[] = [];
   let lines = 0;
@@ -143,8 +143,10 @@ function parseBlocks(rng: Random, parser: BlockParser, stream: Buffer) {
     if (result.output !== '') drops.push(...result.output.slice(0, -1).split('\n'));
     lines += result.lines;
   };
-  for (const chunk of randomChunks(rng, stream)) splitter.push(chunk, onBlock);
-  splitter.finish(onBlock);
+  for (const chunk of randomChunks(rng, stream)) {
+    for (const block of splitter.push(chunk)) onBlock(block);
+  }
+  for (const block of splitter.finish()) onBlock(block);
   return { lines, invalid, drops };
 }
 

@@ -25,10 +25,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isExpired } from '../../agent/filters/expiry.ts';
+import { MAX_LINE_LENGTH } from '../../agent/lines.ts';
 import { Metrics } from '../../agent/metrics.ts';
-import { FileSource, type FileSourceOptions } from '../../agent/sources/file.ts';
+import { createParser } from '../../agent/parser/parse.ts';
+import { FileSource, type FileSourceOptions, READ_BACK_BYTES } from '../../agent/sources/file.ts';
 import type { RecordHandler } from '../../agent/sources/source.ts';
 import type { LogRecord } from '../../agent/types.ts';
+import { kernLine, TCP4 } from '../parser/samples.ts';
 import { tempDir } from '../support/journal.ts';
 
 const run = promisify(execFile);
@@ -205,12 +209,12 @@ async function savedPosition(c: Case): Promise<SavedPosition> {
 }
 
 describe('FileSource: following a file', () => {
-  it('starts at the last line of an existing file and hands over appended lines within a second via fs.watch', async () => {
+  it('reads back an existing file on a first start and hands over appended lines within a second via fs.watch', async () => {
     const c = await newCase();
     await writeFile(c.path, 'old 1\nold 2\nlast line so f');
     const tail = await Tail.start(c);
     await appendFile(c.path, 'ar\n');
-    expect(await tail.through('last line so far')).toEqual(['last line so far']);
+    expect(await tail.through('last line so far')).toEqual(['old 1', 'old 2', 'last line so far']);
 
     const latencies: number[] = [];
     for (let i = 0; i < 20; i++) {
@@ -221,15 +225,15 @@ describe('FileSource: following a file', () => {
     }
     expect(Math.max(...latencies)).toBeLessThan(1000);
     expect(tail.batches.every((batch) => batch.every((r) => r.time === null && r.host === null))).toBe(true);
-    expect(await tail.linesRead()).toBe(21);
+    expect(await tail.linesRead()).toBe(23);
   });
 
-  it('starts at the end of a file that ends with a newline, and at 0 of a file with one unfinished line', async () => {
+  it('reads a file under 64 MiB from 0 on a first start, whether or not it ends with a newline', async () => {
     const ended = await newCase();
     await writeFile(ended.path, 'old 1\nold 2\n');
     const a = await Tail.start(ended);
     await appendFile(ended.path, 'new\n');
-    expect(await a.through('new')).toEqual(['new']);
+    expect(await a.through('new')).toEqual(['old 1', 'old 2', 'new']);
 
     const unfinished = await newCase();
     await writeFile(unfinished.path, 'only a partial');
@@ -280,43 +284,56 @@ describe('FileSource: following a file', () => {
     expect(await tail.through('after')).toEqual(['poison', 'after']);
   });
 
-  it('skips and counts lines longer than maxLineBytes, also when one arrives in pieces, with the next lines intact', async () => {
+  it('hands over a line over 16 KiB cut to one byte more, also when it arrives in pieces, with the next lines intact', async () => {
     const c = await newCase();
     await writeFile(c.path, '');
-    const tail = await Tail.start(c, { maxLineBytes: 100 });
-    await appendFile(c.path, `short 1\n${'L'.repeat(250)}\nshort 2\n`);
+    const tail = await Tail.start(c);
+    const limit = MAX_LINE_LENGTH;
+    await appendFile(c.path, `short 1\n${'L'.repeat(limit + 5000)}\nshort 2\n`);
     await tail.through('short 2');
-    for (const piece of ['M'.repeat(80), 'M'.repeat(80), `\nshort 3\n${'x'.repeat(100)}\n`]) {
+    for (const piece of ['M'.repeat(limit - 10), 'M'.repeat(limit), `\nshort 3\n${'x'.repeat(limit)}\n`]) {
       await appendFile(c.path, piece);
       await sleep(QUIET_MS / 3);
     }
-    expect(await tail.through('x'.repeat(100))).toEqual(['short 1', 'short 2', 'short 3', 'x'.repeat(100)]);
-    expect(await tail.errors('line_too_long')).toBe(2);
-    // Logged once for the first, then at most once a minute with how many more there were.
-    expect(tail.warnings()).toEqual([
-      expect.objectContaining({ level: 40, msg: 'skipped log lines longer than maxLineBytes', skipped: 1 }),
+    expect(await tail.through('x'.repeat(limit))).toEqual([
+      'short 1',
+      'L'.repeat(limit + 1),
+      'short 2',
+      'M'.repeat(limit + 1),
+      'short 3',
+      'x'.repeat(limit),
     ]);
+    expect(await tail.errors('line_too_long')).toBe(0);
+    expect(tail.warnings()).toEqual([]);
   });
 
-  it('skips a line over the default 16 KiB, multi-byte characters counted as bytes', async () => {
+  it('cuts a line over 16 KiB by bytes, multi-byte characters counted as bytes, so the parser calls it too long', async () => {
     const c = await newCase();
     await writeFile(c.path, '');
     const tail = await Tail.start(c);
     // 9,000 characters but 18,000 bytes.
-    await appendFile(c.path, `before\ncalico-packet: ${'é'.repeat(9000)}\nafter\n`);
-    expect(await tail.through('after')).toEqual(['before', 'after']);
-    expect(await tail.errors('line_too_long')).toBe(1);
-    expect(tail.warnings()).toHaveLength(1);
+    const line = `${kernLine(TCP4)} ${'é'.repeat(9000)}`;
+    await appendFile(c.path, `before\n${line}\nafter\n`);
+    const [before, cut, after] = await tail.through('after');
+    expect([before, after]).toEqual(['before', 'after']);
+    expect(cut).toBe(
+      Buffer.from(line)
+        .subarray(0, MAX_LINE_LENGTH + 1)
+        .toString(),
+    );
+    const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: Date.now });
+    expect(parse({ text: cut!, time: null, host: null })).toMatchObject({
+      kind: 'invalid',
+      reason: 'too_long',
+    });
   });
 
-  it('rejects a poll interval or line limit that is not a positive integer', async () => {
+  it('rejects a poll interval that is not a positive integer', async () => {
     const c = await newCase();
     const options = { path: c.path, checkpointDirectory: c.checkpoints, log: pino({ level: 'silent' }) };
     const metrics = new Metrics();
     expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0 })).toThrow(RangeError);
-    expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 100, maxLineBytes: 0.5 })).toThrow(
-      RangeError,
-    );
+    expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0.5 })).toThrow(RangeError);
   });
 
   it('hands over binary junk as text without failing', async () => {
@@ -331,6 +348,52 @@ describe('FileSource: following a file', () => {
     expect(lines[1]).toBe('\0\0\0');
     expect(await tail.errors('read_failed')).toBe(0);
   });
+});
+
+describe('FileSource: first start', () => {
+  it('reads back the drops logged before it: recent ones are drops to report, older ones are left to expire', async () => {
+    const c = await newCase();
+    const now = Date.now();
+    const loggedAgo = (minutes: number): string =>
+      `${new Date(now - minutes * 60_000).toISOString()} node-1 kernel: calico-packet: ${TCP4}`;
+    const written = [loggedAgo(30), loggedAgo(2), loggedAgo(1)];
+    await writeFile(c.path, written.map((line) => `${line}\n`).join(''));
+    const tail = await Tail.start(c);
+    expect(await tail.through(written[2]!)).toEqual(written);
+    const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: () => now });
+    const expired = tail.lines.map((text) => {
+      const parsed = parse({ text, time: null, host: null });
+      if (parsed.kind !== 'drop') throw new Error(`not a drop: ${text}`);
+      return isExpired(parsed.drop, now, 10 * 60_000);
+    });
+    expect(expired).toEqual([true, false, false]);
+  });
+
+  it.each([
+    ['inside a line', 5],
+    ['at the start of a line', 'line cut by the window\n'.length],
+  ])(
+    'reads a file over 64 MiB from the first whole line of its last 64 MiB (window starting %s)',
+    async (_, shift) => {
+      const c = await newCase();
+      // Sparse: the holes read as zero bytes, and a run of them between two newlines as one line too long to keep.
+      const windowStart = (1 << 20) + shift;
+      const size = windowStart + READ_BACK_BYTES;
+      const last = '\nrecent line\n';
+      const file = await open(c.path, 'w');
+      await file.write('ancient line\n', 0);
+      await file.write('line cut by the window\nfirst line in the window\n', 1 << 20);
+      await file.write(last, size - last.length);
+      await file.close();
+      expect((await stat(c.path)).size).toBe(size);
+      const tail = await Tail.start(c);
+      expect(await tail.through('recent line')).toEqual([
+        'first line in the window',
+        '\0'.repeat(MAX_LINE_LENGTH + 1),
+        'recent line',
+      ]);
+    },
+  );
 });
 
 describe('FileSource: rotation', () => {
@@ -465,7 +528,14 @@ describe('FileSource: checkpoints', () => {
     await appendFile(c.path, 'un\na4\n');
     const second = await Tail.start(c);
     await appendFile(c.path, 'a5\n');
-    expect([...first.lines, ...(await second.through('a5'))]).toEqual(['a1', 'a2', 'a3 begun', 'a4', 'a5']);
+    expect([...first.lines, ...(await second.through('a5'))]).toEqual([
+      'old',
+      'a1',
+      'a2',
+      'a3 begun',
+      'a4',
+      'a5',
+    ]);
     expect(second.messages('log file was rotated')).toEqual([]);
   });
 
@@ -593,6 +663,7 @@ describe('FileSource: checkpoints', () => {
     const c = await newCase();
     await writeFile(c.path, 'old\n');
     const first = await Tail.start(c);
+    await first.through('old');
     await first.stop();
     await unlink(c.path);
     await writeFile(c.path, 'b1\nb2\n');
@@ -636,7 +707,7 @@ describe('FileSource: checkpoints', () => {
     await writeFile(join(c.checkpoints, 'file.position.json'), JSON.stringify(other));
     const tail = await Tail.start(c);
     await appendFile(c.path, 'new\n');
-    expect(await tail.through('new')).toEqual(['new']);
+    expect(await tail.through('new')).toEqual(['old', 'new']);
   });
 });
 

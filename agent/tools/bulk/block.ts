@@ -4,7 +4,7 @@
  * unit of work, in this thread or in a worker.
  */
 
-import { forEachLine, MAX_LINE_LENGTH, NEWLINE } from '../../lines.ts';
+import { forEachLine, NEWLINE } from '../../lines.ts';
 import {
   createLineParser,
   createParser,
@@ -91,7 +91,7 @@ export class BlockParser {
     this.printDrops = printDrops;
   }
 
-  /** A block of syslog-style lines in UTF-8, each ending with a newline. */
+  /** A block of syslog-style lines in UTF-8, each ending with a newline, as LineSplitter hands them over. */
   lines(block: Uint8Array): BlockResult {
     return this.blocks([block]);
   }
@@ -108,7 +108,7 @@ export class BlockParser {
       const block = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let start = 0; start < block.length; ) {
         const end = pieceEnd(block, start);
-        forEachLine(block.toString('utf8', start, end), MAX_LINE_LENGTH, onLine);
+        forEachLine(block.toString('utf8', start, end), onLine);
         start = end;
       }
     }

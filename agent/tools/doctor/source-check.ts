@@ -5,20 +5,17 @@
 
 import { open } from 'node:fs/promises';
 import type { Config } from '../../config.ts';
-import { MAX_LINE_LENGTH } from '../../lines.ts';
+import { LineSplitter, linesOf } from '../../lines.ts';
 import { DateParts, TimeResolver } from '../../parser/dates.ts';
 import { HostSpan, headerAt } from '../../parser/header.ts';
 import { createParser } from '../../parser/parse.ts';
 import { normalizePrefix } from '../../parser/prefix.ts';
 import { createStampParser } from '../../parser/timestamp.ts';
-import { LineSplitter } from '../../sources/line-splitter.ts';
+import { READ_BACK_BYTES } from '../../sources/file.ts';
 import { journalFilePaths } from '../bulk/journal-parts.ts';
 import { readJournalOnce } from '../bulk/journal-read.ts';
 import { CensusTally, printable } from './census.ts';
 import type { LineCensus, SourceReport } from './types.ts';
-
-/** The most of a log file doctor reads, from its end: enough for any window, bounded on a huge file. */
-export const MAX_FILE_BYTES = 64 << 20;
 
 function errorText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
@@ -96,7 +93,10 @@ async function readJournal(directory: string, config: Config, window: Window): P
   return outcome(null, files.found);
 }
 
-/** Reads the lines of the file's last MAX_FILE_BYTES; throws what opening or reading throws. */
+/**
+ * Reads the lines of the file's last READ_BACK_BYTES, what the agent reads back on a first start;
+ * throws what opening or reading throws.
+ */
 async function forEachFileLine(
   path: string,
   onLine: (line: string) => void,
@@ -105,18 +105,17 @@ async function forEachFileLine(
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw Object.assign(new Error('it is not a regular file'), { code: 'ENOTFILE' });
-    const start = Math.max(0, info.size - MAX_FILE_BYTES);
+    const start = Math.max(0, info.size - READ_BACK_BYTES);
     // Reading from the middle of the file starts in the middle of a line: that partial line is dropped.
-    const splitter = new LineSplitter({ maxLineBytes: MAX_LINE_LENGTH, offset: start, midLine: start > 0 });
+    const splitter = new LineSplitter({ offset: start, midLine: start > 0 });
     let bytesRead = 0;
     if (info.size > start) {
       for await (const chunk of handle.createReadStream({ start, end: info.size - 1, autoClose: false })) {
         bytesRead += (chunk as Buffer).length;
-        for (const line of splitter.push(chunk as Buffer)) onLine(line);
+        for (const line of linesOf(splitter.push(chunk as Buffer))) onLine(line);
       }
     }
-    const last = splitter.finish();
-    if (last !== null) onLine(last);
+    for (const line of linesOf(splitter.finish())) onLine(line);
     return { bytesRead, truncated: start > 0 };
   } finally {
     await handle.close();
