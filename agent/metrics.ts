@@ -75,6 +75,10 @@ export class Metrics {
     'drops_posted_late_total',
     "Drop sides posted when their pod's Running status reached the pod index after the drop",
   );
+  readonly podIpConflicts = this.counter(
+    'pod_ip_conflicts_total',
+    'Drop addresses located while two Running pods on the pod network claimed them (a stale status during IP reuse); the pod that started last was named',
+  );
   readonly eventsCreated = this.counter('events_created_total', 'Events created in the API');
   readonly eventsPatched = this.counter(
     'events_patched_total',

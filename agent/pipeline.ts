@@ -1,20 +1,20 @@
 import type { Config } from './config.ts';
-import { Combiner, type CombinerState } from './events/combine.ts';
 import { futureDated, isExpired } from './filters/expiry.ts';
 import { RepeatFilter } from './filters/repeats.ts';
 import { HeldDrops, type IndexFreshness } from './locator/held-drops.ts';
 import { LatePods, type WaitingDrop, type WaitingSide } from './locator/late-pods.ts';
 import { peerName, type ReverseResolver } from './locator/naming.ts';
-import type { PodLocator } from './locator/pod-directory.ts';
+import type { Located, PodLocator } from './locator/pod-index.ts';
 import type { Metrics } from './metrics.ts';
-import type { EventSink, PacketDrop, PodRef } from './types.ts';
+import type { DropSideSink, PacketDrop, PodRef } from './types.ts';
 
 export type DropOutcome = 'expired' | 'suppressed' | 'held' | 'unmatched' | 'posted';
 
 export interface PipelineParts {
   config: Config;
   locator: PodLocator;
-  sink: EventSink;
+  /** Where located sides go: the events room combines scans and writes (or books) the Events. */
+  sink: DropSideSink;
   metrics: Metrics;
   /** Reverse DNS for peers that are neither pods nor nodes; absent in replay. */
   dns?: ReverseResolver;
@@ -23,14 +23,15 @@ export interface PipelineParts {
    * sides whose pod is unknown wait for podRunning (see LatePods).
    */
   freshness?: IndexFreshness;
-  /** What the agent before this one combined (live agent, after a restart). */
-  combining?: CombinerState;
 }
 
-/** The pod that gets an Event for its side of the drop: Running (the locator only knows those) and on the pod network. */
-function eventPod(locator: PodLocator, ip: string): PodRef | undefined {
-  const pod = locator.podByIp(ip);
-  return pod?.hostNetwork === false ? pod : undefined;
+/** The pod that gets an Event for its side of the drop: Running (the locator only finds those) and on the pod network. */
+function eventPod(located: Located): PodRef | undefined {
+  return located.pod?.hostNetwork === false ? located.pod : undefined;
+}
+
+function known(located: Located): boolean {
+  return located.pod !== undefined || located.node !== undefined;
 }
 
 /**
@@ -42,33 +43,22 @@ export function eventHost(drop: PacketDrop, nodeName: string): string {
   return nodeName !== '' ? nodeName : drop.host;
 }
 
-function known(locator: PodLocator, ip: string): boolean {
-  return locator.podByIp(ip) !== undefined || locator.nodeByIp(ip) !== undefined;
-}
-
 /**
- * One drop in, zero to two EventIntents out: clock sanity, expiry, repeat suppression, then a "send"
- * event on the source pod and a "receive" event on the destination pod, scans combined (see Combiner). While the live pod index is behind, a drop
- * with an unknown address is held and located later (see HeldDrops). The same class serves replay and
- * the live agent; only the locator, sink, resolver and freshness differ. `now` is the caller's clock (the
- * log's in replay).
+ * One drop in, zero to two located sides out: clock sanity, expiry, repeat suppression, then each address
+ * located once, a "send" side for the source pod and a "receive" side for the destination pod. While the
+ * live pod index is behind, a drop with an unknown address is held and located later (see HeldDrops). The
+ * same class serves replay and the live agent; only the locator, sink, resolver and freshness differ. `now`
+ * is the caller's clock (the log's in replay).
  */
 export class Pipeline {
   private readonly parts: PipelineParts;
   private readonly repeats: RepeatFilter;
   private readonly held = new HeldDrops();
   private readonly late = new LatePods();
-  private readonly combiner: Combiner;
 
   constructor(parts: PipelineParts) {
     this.parts = parts;
     this.repeats = new RepeatFilter(parts.config.repeatIntervalMs);
-    this.combiner = new Combiner(parts.config.repeatIntervalMs, parts.combining);
-  }
-
-  /** What a restarted agent needs to combine re-read drops the same way (see CombinerState). */
-  combining(): CombinerState {
-    return this.combiner.state();
   }
 
   handle(read: PacketDrop, now: number): DropOutcome {
@@ -101,18 +91,19 @@ export class Pipeline {
    */
   podRunning(pod: PodRef, now: number): void {
     if (pod.hostNetwork) return;
-    const { config, locator, metrics, sink, dns } = this.parts;
+    const { config, locator, metrics, sink } = this.parts;
     for (const { waiting, direction } of this.late.take(pod.ips, now)) {
       const { drop } = waiting;
-      const target = eventPod(locator, direction === 'send' ? drop.src : drop.dst);
+      const src = locator.locate(drop.src, drop.time);
+      const dst = locator.locate(drop.dst, drop.time);
+      const target = eventPod(direction === 'send' ? src : dst);
       if (target === undefined || isExpired(drop, now, config.expirationMs)) continue;
       if (!waiting.posted && this.repeats.isRepeat(drop)) continue;
-      const srcName = peerName(drop.src, locator, config, dns);
-      const dstName = peerName(drop.dst, locator, config, dns);
+      const srcName = this.name(drop.src, src);
+      const dstName = this.name(drop.dst, dst);
       if (!waiting.posted) this.markPosted(waiting, srcName, dstName);
-      const peer = direction === 'send' ? dstName : srcName;
-      const host = eventHost(drop, config.nodeName);
-      sink.submit(this.combiner.intent(drop, target, direction, peer, host, sink.overloaded()));
+      const peerName = direction === 'send' ? dstName : srcName;
+      sink.submit({ drop, pod: target, direction, peerName, host: eventHost(drop, config.nodeName) });
       metrics.dropsPostedLate.inc();
     }
   }
@@ -128,14 +119,18 @@ export class Pipeline {
     this.parts.metrics.countDrop(srcName, dstName);
   }
 
+  private name(ip: string, located: Located): string {
+    return peerName(ip, located, this.parts.config.podIdentifier, this.parts.dns);
+  }
+
   /** Lets a side whose address no pod or node has wait for a pod to appear there; only the live agent waits. */
-  private awaitPod(ip: string, side: WaitingSide): void {
-    if (this.parts.freshness === undefined || known(this.parts.locator, ip)) return;
+  private awaitPod(ip: string, located: Located, side: WaitingSide): void {
+    if (this.parts.freshness === undefined || known(located)) return;
     this.late.wait(ip, side);
   }
 
   private process(drop: PacketDrop, now: number, indexBehind: boolean): DropOutcome {
-    const { config, locator, metrics, sink, dns } = this.parts;
+    const { config, locator, metrics, sink } = this.parts;
     if (isExpired(drop, now, config.expirationMs)) {
       metrics.dropsExpired.inc();
       return 'expired';
@@ -144,28 +139,27 @@ export class Pipeline {
       metrics.dropsSuppressed.inc();
       return 'suppressed';
     }
+    const src = locator.locate(drop.src, drop.time);
+    const dst = locator.locate(drop.dst, drop.time);
     // An unknown address may be a pod the index has not heard of yet; it cannot be told from an outside one.
-    if (indexBehind && !(known(locator, drop.src) && known(locator, drop.dst))) return 'held';
-    const srcPod = eventPod(locator, drop.src);
-    const dstPod = eventPod(locator, drop.dst);
+    if (indexBehind && !(known(src) && known(dst))) return 'held';
+    const srcPod = eventPod(src);
+    const dstPod = eventPod(dst);
     const waiting: WaitingDrop = { drop, posted: false, seenAt: now };
-    if (srcPod === undefined) this.awaitPod(drop.src, { waiting, direction: 'send' });
-    if (dstPod === undefined) this.awaitPod(drop.dst, { waiting, direction: 'receive' });
+    if (srcPod === undefined) this.awaitPod(drop.src, src, { waiting, direction: 'send' });
+    if (dstPod === undefined) this.awaitPod(drop.dst, dst, { waiting, direction: 'receive' });
     // Checked before naming, so traffic between unknown peers never costs a reverse DNS lookup.
     if (srcPod === undefined && dstPod === undefined) {
       metrics.dropsUnmatched.inc();
       return 'unmatched';
     }
-    const srcName = peerName(drop.src, locator, config, dns);
-    const dstName = peerName(drop.dst, locator, config, dns);
+    const srcName = this.name(drop.src, src);
+    const dstName = this.name(drop.dst, dst);
     const host = eventHost(drop, config.nodeName);
     this.markPosted(waiting, srcName, dstName);
-    if (srcPod !== undefined) {
-      sink.submit(this.combiner.intent(drop, srcPod, 'send', dstName, host, sink.overloaded()));
-    }
-    if (dstPod !== undefined) {
-      sink.submit(this.combiner.intent(drop, dstPod, 'receive', srcName, host, sink.overloaded()));
-    }
+    if (srcPod !== undefined) sink.submit({ drop, pod: srcPod, direction: 'send', peerName: dstName, host });
+    if (dstPod !== undefined)
+      sink.submit({ drop, pod: dstPod, direction: 'receive', peerName: srcName, host });
     metrics.dropsPosted.inc();
     return 'posted';
   }

@@ -63,6 +63,24 @@ export interface EventIntent {
   drop: PacketDrop;
 }
 
+/**
+ * One located side of a drop: the Running pod on the pod network that gets an Event for it, and the name of
+ * the other side (its IP when nothing better is known).
+ */
+export interface DropSide {
+  drop: PacketDrop;
+  pod: PodRef;
+  direction: Direction;
+  peerName: string;
+  /** Node that saw the drop (source.host). */
+  host: string;
+}
+
+/** Where the pipeline hands each located side; the events room turns sides into Events. Must not block. */
+export interface DropSideSink {
+  submit(side: DropSide): void;
+}
+
 /** Where intents go: the EventBook in replay, the API writer in the live agent. Must not block. */
 export interface EventSink {
   submit(intent: EventIntent): void;

@@ -4,7 +4,9 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { loadConfig } from '../config.ts';
 import type { CoreEvent } from '../events/event.ts';
 import { EventBook } from '../events/event-book.ts';
+import { SideEvents } from '../events/sides.ts';
 import { PodDirectory } from '../locator/pod-directory.ts';
+import type { PodState } from '../locator/pod-index.ts';
 import { podState } from '../locator/pod-ref.ts';
 import { Metrics } from '../metrics.ts';
 import { createParser } from '../parser/parse.ts';
@@ -30,19 +32,26 @@ function podItems(document: unknown): unknown[] {
   throw new Error('expected the output of `kubectl get pods -A -o json`: an object with an "items" array');
 }
 
-async function loadPods(path: string, identifierLabel: string, warn: (line: string) => void) {
+async function loadPods(
+  path: string,
+  identifierLabel: string,
+  warn: (line: string) => void,
+  metrics: Metrics,
+): Promise<PodDirectory> {
   let items: unknown[];
   try {
     items = podItems(JSON.parse(await readFile(path, 'utf8')));
   } catch (err) {
     throw new InputError(`cannot use pods file ${path}: ${(err as Error).message}`);
   }
-  const directory = new PodDirectory();
+  const states: PodState[] = [];
   items.forEach((item, index) => {
     const state = isObject(item) ? podState(item as V1Pod, identifierLabel) : null;
     if (state === null) warn(`${path}: items[${index}] is not a pod with a metadata.name; skipped`);
-    else directory.upsert(state);
+    else states.push(state);
   });
+  const directory = new PodDirectory(metrics.podIpConflicts);
+  directory.pods.replace(states);
   return directory;
 }
 
@@ -131,9 +140,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${line}\n`);
   };
   try {
-    const locator = await loadPods(values.pods, config.podIdentifierLabel, warn);
+    const metrics = new Metrics();
+    const locator = await loadPods(values.pods, config.podIdentifierLabel, warn, metrics);
     const book = new EventBook(config);
-    const pipeline = new Pipeline({ config, locator, sink: book, metrics: new Metrics() });
+    const sink = new SideEvents(book, config.repeatIntervalMs);
+    const pipeline = new Pipeline({ config, locator, sink, metrics });
     const parse = createParser({
       prefix: values.prefix ?? config.logPrefix,
       timeLayout: config.timeLayout,

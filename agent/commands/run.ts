@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { type Config, loadConfig, requireOneSource } from '../config.ts';
 import { type CombinerState, isCombinerState } from '../events/combine.ts';
+import { SideEvents } from '../events/sides.ts';
 import { EventWriter } from '../events/writer.ts';
 import { loadKubeConfig } from '../kube/client.ts';
 import type { ListWatch } from '../kube/list-watch.ts';
@@ -46,29 +47,29 @@ export async function main(argv: string[]): Promise<number> {
   const source = createSource(config, log, metrics);
   const kubeConfig = loadKubeConfig(config);
 
-  const directory = new PodDirectory();
+  const directory = new PodDirectory(metrics.podIpConflicts);
   const counted = (resource: string) => ({
     logger: log,
     onCount: (counter: string) => metrics.apiWatch.inc({ resource, counter }),
   });
   const podWatch = createPodWatch({
     kubeConfig,
-    sink: directory,
+    sink: directory.pods,
     labelKey: config.podIdentifierLabel,
     ...counted('pods'),
   });
   const watches: ListWatch<unknown>[] = [
     podWatch,
-    createNodeWatch({ kubeConfig, sink: directory, ...counted('nodes') }),
+    createNodeWatch({ kubeConfig, sink: directory.nodes, ...counted('nodes') }),
   ];
   const writer = new EventWriter({ kubeConfig, config, metrics, log });
   const combining = new Checkpoint<CombinerState>(config.checkpointDirectory, COMBINING_FILE, log);
   const saved = await combining.load(isCombinerState);
+  const sides = new SideEvents(writer, config.repeatIntervalMs, saved ?? undefined);
   const pipeline = new Pipeline({
-    ...(saved === null ? {} : { combining: saved }),
     config,
     locator: directory,
-    sink: writer,
+    sink: sides,
     metrics,
     freshness: podWatch,
     ...(config.reverseDns ? { dns: new ReverseDns() } : {}),
@@ -146,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
   // Again, now that the flush settled what it wrote: the checkpoint stops at the first line not written.
   await source.stop();
   // The lines after it are read again; they must go to the Events they went to before.
-  await combining.save(pipeline.combining());
+  await combining.save(sides.combining());
   clearInterval(gauges);
   await Promise.all(watches.map((watch) => watch.stop()));
   server.closeAllConnections();

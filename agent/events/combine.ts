@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Direction, EventIntent, PacketDrop, PodRef } from '../types.ts';
+import type { DropSide, EventIntent } from '../types.ts';
 import {
   COMBINED_EXAMPLES,
   combinedMessage,
@@ -161,15 +161,9 @@ export class Combiner {
     return { sides: recent(this.sides), groups: recent(this.groups), combined };
   }
 
-  /** `peerName` names the other side (its IP when nothing better is known). */
-  intent(
-    drop: PacketDrop,
-    pod: PodRef,
-    direction: Direction,
-    peerName: string,
-    host: string,
-    overloaded: boolean,
-  ): EventIntent {
+  /** The side's Event: its own, or a combined one. `overloaded`: the sink's, at this side. */
+  intent(dropSide: DropSide, overloaded: boolean): EventIntent {
+    const { drop, pod, direction, peerName, host } = dropSide;
     const peerIp = direction === 'send' ? drop.dst : drop.src;
     const port = transport(drop);
     const side = `${pod.uid} ${direction}`;

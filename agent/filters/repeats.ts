@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { flowKey } from '../flow.ts';
 import type { PacketDrop } from '../types.ts';
 
 /**
@@ -9,13 +10,8 @@ import type { PacketDrop } from '../types.ts';
  */
 export const REPEAT_CACHE_MAX = 50_000;
 
-/** What makes two drops "the same" for suppression: the flow, not the source port or the pods. */
-export function repeatKey(drop: PacketDrop): string {
-  return `${drop.src} ${drop.dst} ${drop.dstPort ?? '-'} ${drop.proto}`;
-}
-
 /**
- * Repeat suppression by log time. A drop is a repeat when a drop of the same flow was posted less than
+ * Repeat suppression by log time. A drop is a repeat when a drop of the same flow (flowKey) was posted less than
  * intervalMs from it: |drop.time - posted| < intervalMs, so a drop exactly one interval later posts again,
  * and a line that arrives slightly out of order is still a repeat. Only posted drops are remembered (the
  * caller marks them), so a drop whose pods were unknown does not silence the next one.
@@ -30,13 +26,13 @@ export class RepeatFilter {
   }
 
   isRepeat(drop: PacketDrop): boolean {
-    const posted = this.lastPosted.get(repeatKey(drop));
+    const posted = this.lastPosted.get(flowKey(drop));
     return posted !== undefined && Math.abs(drop.time - posted) < this.intervalMs;
   }
 
   /** Keeps the latest post time, so a late out-of-order line cannot reopen the window early. */
   markPosted(drop: PacketDrop): void {
-    const key = repeatKey(drop);
+    const key = flowKey(drop);
     this.lastPosted.set(key, Math.max(drop.time, this.lastPosted.get(key) ?? drop.time));
   }
 }

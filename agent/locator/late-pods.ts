@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { repeatKey } from '../filters/repeats.ts';
+import { flowKey } from '../flow.ts';
 import type { Direction, PacketDrop } from '../types.ts';
 
 /**
@@ -40,9 +40,9 @@ export class LatePods {
       this.byIp.set(ip, [side]);
       return;
     }
-    const key = repeatKey(side.waiting.drop);
+    const key = flowKey(side.waiting.drop);
     const waits = (other: WaitingSide): boolean =>
-      other.direction === side.direction && repeatKey(other.waiting.drop) === key;
+      other.direction === side.direction && flowKey(other.waiting.drop) === key;
     if (sides.length < FLOWS_PER_ADDRESS && !sides.some(waits)) sides.push(side);
   }
 

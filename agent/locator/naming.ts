@@ -1,6 +1,6 @@
-import type { Config, PodIdentifier } from '../config.ts';
+import type { PodIdentifier } from '../config.ts';
 import type { PodRef } from '../types.ts';
-import type { PodLocator } from './pod-directory.ts';
+import type { Located } from './pod-index.ts';
 
 /** A reverse DNS cache that answers at once: a name, or undefined while unknown (see reverse-dns.ts). */
 export interface ReverseResolver {
@@ -22,18 +22,17 @@ export function podIdentity(pod: PodRef, identifier: PodIdentifier): string {
 }
 
 /**
- * The name of the peer at `ip`: a pod network pod by POD_IDENTIFIER; a hostNetwork pod or a node address by
- * the node's name (the pod's name would blame whichever host-network pod happened to be indexed last);
- * then a cached reverse DNS name; else the IP itself.
+ * The name of the peer at `ip`, as the index located it: a pod network pod by POD_IDENTIFIER; a hostNetwork
+ * pod or a node address by the node's name (the pod's name would blame whichever host-network pod happened
+ * to be indexed last); then a cached reverse DNS name; else the IP itself.
  */
 export function peerName(
   ip: string,
-  locator: PodLocator,
-  config: Pick<Config, 'podIdentifier'>,
+  located: Located,
+  identifier: PodIdentifier,
   dns?: ReverseResolver,
 ): string {
-  const pod = locator.podByIp(ip);
-  if (pod !== undefined && !pod.hostNetwork) return podIdentity(pod, config.podIdentifier);
-  const node = pod !== undefined && pod.nodeName !== '' ? pod.nodeName : locator.nodeByIp(ip);
+  const { pod, node } = located;
+  if (pod !== undefined && !pod.hostNetwork) return podIdentity(pod, identifier);
   return node ?? dns?.lookup(ip) ?? ip;
 }

@@ -1,25 +1,14 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { isRecord, ListWatch, type ListWatchTuning } from '../kube/list-watch.ts';
+import { isRecord, ListWatch, type ListWatchSink, type ListWatchTuning } from '../kube/list-watch.ts';
 import type { Logger } from '../log.ts';
 import { canonicalIp } from '../net.ts';
-
-export interface NodeAddresses {
-  name: string;
-  addresses: string[];
-}
-
-/** The node index the watch keeps up to date. */
-export interface NodeIndexSink {
-  replaceNodes(nodes: readonly NodeAddresses[]): void;
-  upsertNode(name: string, addresses: readonly string[]): void;
-  removeNode(name: string): void;
-}
+import type { NodeAddresses } from './pod-index.ts';
 
 /** Hostname and similar entries are names, not addresses a kernel log line could show. */
 const ADDRESS_TYPES = new Set(['InternalIP', 'ExternalIP']);
 
 /** A node's name and canonical IP addresses, or null when the object is not a usable node. */
-export function nodeAddressesOf(object: unknown): NodeAddresses | null {
+export function apiNodeAddresses(object: unknown): NodeAddresses | null {
   const metadata = isRecord(object) ? object.metadata : undefined;
   const name = isRecord(metadata) ? metadata.name : undefined;
   if (typeof name !== 'string' || name === '') return null;
@@ -35,13 +24,14 @@ export function nodeAddressesOf(object: unknown): NodeAddresses | null {
 
 export interface NodeWatchOptions extends ListWatchTuning {
   kubeConfig: KubeConfig;
-  sink: NodeIndexSink;
+  /** The pod index's nodes (PodIndex.nodes). */
+  sink: ListWatchSink<NodeAddresses>;
   logger: Logger;
 }
 
 /** Every node's InternalIP/ExternalIP addresses, so drops from or to a node can name it. Call start(). */
 export function createNodeWatch(options: NodeWatchOptions): ListWatch<NodeAddresses> {
-  const { kubeConfig, sink, ...rest } = options;
+  const { kubeConfig, ...rest } = options;
   const core = kubeConfig.makeApiClient(CoreV1Api);
   return new ListWatch<NodeAddresses>({
     ...rest,
@@ -49,11 +39,6 @@ export function createNodeWatch(options: NodeWatchOptions): ListWatch<NodeAddres
     kubeConfig,
     path: '/api/v1/nodes',
     list: (request, requestOptions) => core.listNode(request, requestOptions),
-    convert: nodeAddressesOf,
-    sink: {
-      replace: (nodes) => sink.replaceNodes(nodes),
-      upsert: (node) => sink.upsertNode(node.name, node.addresses),
-      remove: (node) => sink.removeNode(node.name),
-    },
+    convert: apiNodeAddresses,
   });
 }

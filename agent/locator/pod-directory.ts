@@ -1,23 +1,9 @@
-import { canonicalIp } from '../net.ts';
+import type { Counter } from 'prom-client';
+import type { ListWatchSink } from '../kube/list-watch.ts';
 import type { PodRef } from '../types.ts';
-import type { NodeAddresses, NodeIndexSink } from './node-watch.ts';
-import type { PodIndexSink } from './pod-watch.ts';
+import type { Located, NodeAddresses, PodIndex, PodLocator, PodState } from './pod-index.ts';
 
-/** What the pipeline asks about an address. Replay and the live pod watch answer it with a PodDirectory. */
-export interface PodLocator {
-  /** The Running pod using this IP; a pod network pod wins over hostNetwork pods sharing a node's IP. */
-  podByIp(ip: string): PodRef | undefined;
-  /** The node that owns this address (hostNetwork pods use their node's addresses). */
-  nodeByIp(ip: string): string | undefined;
-}
-
-/** A pod as the directory indexes it (see podState() for the conversion from the API object). */
-export interface PodState {
-  pod: PodRef;
-  running: boolean;
-  /** status.hostIPs: addresses of the node the pod is bound to, canonical form. */
-  hostIps: readonly string[];
-}
+const NO_KEYS: ReadonlySet<string> = new Set();
 
 /** Multimap from an address to the keys of the pods using it; iteration order is upsert order. */
 class AddressIndex {
@@ -39,8 +25,8 @@ class AddressIndex {
     }
   }
 
-  keys(ip: string): readonly string[] {
-    return [...(this.byIp.get(ip) ?? [])];
+  keys(ip: string): ReadonlySet<string> {
+    return this.byIp.get(ip) ?? NO_KEYS;
   }
 }
 
@@ -50,84 +36,67 @@ function podKey(pod: PodRef): string {
 }
 
 /** Addresses that belong to the pod's node: its hostIPs, and for hostNetwork pods their own IPs too. */
-function nodeAddressesOf(state: PodState): readonly string[] {
+function hostAddressesOf(state: PodState): readonly string[] {
   if (state.pod.nodeName === '') return [];
   return state.pod.hostNetwork ? [...state.hostIps, ...state.pod.ips] : state.hostIps;
 }
 
 /**
- * In-memory pod index by IP, fed by upsert/remove (from a pods file in replay, from the pod watch in the
- * live agent). Not a cache: it holds exactly the pods the source says exist, so it is not LRU-bounded.
+ * Which of two Running pods on the pod network claiming one address is behind a drop at `at`. Two such pods
+ * exist only while the status of a finished pod is stale and its IP already reused, so the pod that started
+ * last is the one using it; but a pod started after the drop never takes it from one already Running.
+ * Ties: the later creationTimestamp, then the namespace/name that sorts last, so the answer never depends
+ * on the order the pods were indexed.
  */
-export class PodDirectory implements PodLocator, PodIndexSink, NodeIndexSink {
-  private readonly pods = new Map<string, PodState>();
+function usesAddressRather(a: PodState, b: PodState, at: number): boolean {
+  const aRunning = a.started <= at;
+  if (aRunning !== b.started <= at) return aRunning;
+  if (a.started !== b.started) return a.started > b.started;
+  if (a.created !== b.created) return a.created > b.created;
+  return `${a.pod.namespace}/${a.pod.name}` > `${b.pod.namespace}/${b.pod.name}`;
+}
+
+/**
+ * In-memory pod index by IP, fed through `pods` and `nodes` (from a pods file in replay, from the pod and
+ * node watches in the live agent). Not a cache: it holds exactly the pods the source says exist, so it is
+ * not LRU-bounded. Addresses are looked up in canonical form, as drops and podState() spell them.
+ */
+export class PodDirectory implements PodLocator, PodIndex {
+  private readonly states = new Map<string, PodState>();
   private readonly runningByIp = new AddressIndex();
-  private readonly nodeAddressByIp = new AddressIndex();
-  private readonly nodes = new Map<string, readonly string[]>();
+  private readonly hostAddressByIp = new AddressIndex();
+  private readonly nodeAddresses = new Map<string, readonly string[]>();
   private readonly nodeByAddress = new Map<string, string>();
+  private readonly conflicts: Counter | undefined;
   private runningCount = 0;
   private runningListener: ((pod: PodRef) => void) | null = null;
+
+  readonly pods: ListWatchSink<PodState> = {
+    replace: (states) => {
+      for (const key of [...this.states.keys()]) this.removePod(key);
+      for (const state of states) this.upsertPod(state);
+    },
+    upsert: (state) => this.upsertPod(state),
+    remove: (state) => this.removePod(podKey(state.pod)),
+  };
+
+  readonly nodes: ListWatchSink<NodeAddresses> = {
+    replace: (nodes) => {
+      for (const name of [...this.nodeAddresses.keys()]) this.removeNode(name);
+      for (const node of nodes) this.upsertNode(node);
+    },
+    upsert: (node) => this.upsertNode(node),
+    remove: (node) => this.removeNode(node.name),
+  };
+
+  /** `conflicts` counts lookups of an address two Running pods on the pod network claim at once. */
+  constructor(conflicts?: Counter) {
+    this.conflicts = conflicts;
+  }
 
   /** Calls `listener` with every pod upserted Running, once the index has it. */
   onRunning(listener: (pod: PodRef) => void): void {
     this.runningListener = listener;
-  }
-
-  /** Adds or replaces a pod (keyed by uid); the latest upsert wins ties between pods sharing an IP. */
-  upsert(state: PodState): void {
-    const key = podKey(state.pod);
-    this.remove(key);
-    this.pods.set(key, state);
-    if (state.running) {
-      this.runningByIp.add(state.pod.ips, key);
-      this.runningCount++;
-    }
-    this.nodeAddressByIp.add(nodeAddressesOf(state), key);
-    if (state.running) this.runningListener?.(state.pod);
-  }
-
-  /** Forgets a pod by uid (or namespace/name for a uid-less pod); false when it was not indexed. */
-  remove(uid: string): boolean {
-    const state = this.pods.get(uid);
-    if (state === undefined) return false;
-    this.pods.delete(uid);
-    if (state.running) {
-      this.runningByIp.delete(state.pod.ips, uid);
-      this.runningCount--;
-    }
-    this.nodeAddressByIp.delete(nodeAddressesOf(state), uid);
-    return true;
-  }
-
-  /**
-   * The live pod watch's side: it sees Running pods only (the field selector) and has already folded a
-   * hostNetwork pod's host IPs into its ips; node addresses come from the node watch.
-   */
-  replacePods(pods: readonly PodRef[]): void {
-    for (const uid of this.uids()) this.remove(uid);
-    for (const pod of pods) this.upsertPod(pod);
-  }
-
-  upsertPod(pod: PodRef): void {
-    this.upsert({ pod, running: true, hostIps: pod.hostNetwork ? pod.ips : [] });
-  }
-
-  removePod(uid: string): void {
-    this.remove(uid);
-  }
-
-  replaceNodes(nodes: readonly NodeAddresses[]): void {
-    for (const name of [...this.nodes.keys()]) this.removeNode(name);
-    for (const node of nodes) this.setNodeAddresses(node.name, node.addresses);
-  }
-
-  upsertNode(name: string, addresses: readonly string[]): void {
-    this.setNodeAddresses(name, addresses);
-  }
-
-  /** Keys of every indexed pod, so a relist can remove the pods that vanished. */
-  uids(): string[] {
-    return [...this.pods.keys()];
   }
 
   /** Running pods indexed (the pods_indexed gauge). */
@@ -135,37 +104,71 @@ export class PodDirectory implements PodLocator, PodIndexSink, NodeIndexSink {
     return this.runningCount;
   }
 
-  /** Declares a node's addresses (e.g. from a Node object's status.addresses), replacing earlier ones. */
-  setNodeAddresses(nodeName: string, addresses: readonly string[]): void {
-    this.removeNode(nodeName);
-    const ips = addresses.map(canonicalIp).filter((ip) => ip !== null);
-    this.nodes.set(nodeName, ips);
-    for (const ip of ips) this.nodeByAddress.set(ip, nodeName);
-  }
-
-  removeNode(nodeName: string): void {
-    for (const ip of this.nodes.get(nodeName) ?? []) {
-      if (this.nodeByAddress.get(ip) === nodeName) this.nodeByAddress.delete(ip);
+  locate(ip: string, at: number): Located {
+    let chosen: PodState | undefined;
+    let hostPod: PodState | undefined;
+    let conflict = false;
+    for (const key of this.runningByIp.keys(ip)) {
+      const state = this.states.get(key);
+      if (state === undefined) continue;
+      if (state.pod.hostNetwork) hostPod = state;
+      else if (chosen === undefined) chosen = state;
+      else {
+        conflict = true;
+        if (usesAddressRather(state, chosen, at)) chosen = state;
+      }
     }
-    this.nodes.delete(nodeName);
+    if (conflict) this.conflicts?.inc();
+    if (chosen !== undefined) return { pod: chosen.pod, node: undefined };
+    const node =
+      hostPod !== undefined && hostPod.pod.nodeName !== '' ? hostPod.pod.nodeName : this.nodeOwning(ip);
+    return { pod: hostPod?.pod, node };
   }
 
-  podByIp(ip: string): PodRef | undefined {
-    const candidates = this.lookup(this.runningByIp, ip);
-    return (candidates.findLast((state) => !state.pod.hostNetwork) ?? candidates.at(-1))?.pod;
+  /** A declared node address first; else the node of the pod indexed last with it as a host address. */
+  private nodeOwning(ip: string): string | undefined {
+    const declared = this.nodeByAddress.get(ip);
+    if (declared !== undefined) return declared;
+    let node: string | undefined;
+    for (const key of this.hostAddressByIp.keys(ip)) node = this.states.get(key)?.pod.nodeName ?? node;
+    return node;
   }
 
-  nodeByIp(ip: string): string | undefined {
-    const canonical = canonicalIp(ip) ?? ip;
-    return (
-      this.nodeByAddress.get(canonical) ?? this.lookup(this.nodeAddressByIp, canonical).at(-1)?.pod.nodeName
-    );
+  /** Adds or replaces a pod (keyed by uid). */
+  private upsertPod(state: PodState): void {
+    const key = podKey(state.pod);
+    this.removePod(key);
+    this.states.set(key, state);
+    if (state.running) {
+      this.runningByIp.add(state.pod.ips, key);
+      this.runningCount++;
+    }
+    this.hostAddressByIp.add(hostAddressesOf(state), key);
+    if (state.running) this.runningListener?.(state.pod);
   }
 
-  private lookup(index: AddressIndex, ip: string): PodState[] {
-    return index
-      .keys(canonicalIp(ip) ?? ip)
-      .map((key) => this.pods.get(key))
-      .filter((state) => state !== undefined);
+  private removePod(key: string): void {
+    const state = this.states.get(key);
+    if (state === undefined) return;
+    this.states.delete(key);
+    if (state.running) {
+      this.runningByIp.delete(state.pod.ips, key);
+      this.runningCount--;
+    }
+    this.hostAddressByIp.delete(hostAddressesOf(state), key);
+  }
+
+  /** Declares a node's addresses (from a Node object's status.addresses), replacing earlier ones. */
+  private upsertNode(node: NodeAddresses): void {
+    this.removeNode(node.name);
+    this.nodeAddresses.set(node.name, node.addresses);
+    for (const ip of node.addresses) this.nodeByAddress.set(ip, node.name);
+  }
+
+  private removeNode(name: string): void {
+    for (const ip of this.nodeAddresses.get(name) ?? []) {
+      if (this.nodeByAddress.get(ip) === name) this.nodeByAddress.delete(ip);
+    }
+    this.nodeAddresses.delete(name);
   }
 }

@@ -8,7 +8,8 @@ import {
   MIN_WINDOW_MS,
 } from '../../agent/events/combine.ts';
 import { combinedSubject, dropMessage } from '../../agent/events/message.ts';
-import type { EventIntent, PacketDrop } from '../../agent/types.ts';
+import { SideEvents } from '../../agent/events/sides.ts';
+import type { DropSide, EventIntent, EventSink, PacketDrop } from '../../agent/types.ts';
 import { drop, icmpDrop, MINUTE, pod, T0 } from '../pipeline/fixtures.ts';
 
 const victim = pod({ name: 'web-0', uid: 'uid-web-0', ips: ['10.4.0.16'] });
@@ -23,11 +24,17 @@ function scan(n: number, overrides: Partial<PacketDrop> = {}): PacketDrop {
 }
 
 function receive(combiner: Combiner, d: PacketDrop, overloaded = false): EventIntent {
-  return combiner.intent(d, victim, 'receive', d.src, 'node-a', overloaded);
+  return combiner.intent(
+    { drop: d, pod: victim, direction: 'receive', peerName: d.src, host: 'node-a' },
+    overloaded,
+  );
 }
 
 function send(combiner: Combiner, d: PacketDrop, overloaded = false): EventIntent {
-  return combiner.intent(d, victim, 'send', d.dst, 'node-a', overloaded);
+  return combiner.intent(
+    { drop: d, pod: victim, direction: 'send', peerName: d.dst, host: 'node-a' },
+    overloaded,
+  );
 }
 
 /** The peer count a combined message states: "from 5,000 sources" is 5000. */
@@ -183,7 +190,8 @@ describe('Combiner', () => {
     const flood = fc.sample(fc.tuple(fc.ipV4(), fc.nat(1999), fc.nat(9)), { numRuns: 100_000, seed: 2 });
     flood.forEach(([src, uid, port], n) => {
       const target = { ...victim, uid: `uid-${uid}` };
-      many.intent(drop({ src, dstPort: port, time: T0 + n }), target, 'receive', src, 'node-a', false);
+      const d = drop({ src, dstPort: port, time: T0 + n });
+      many.intent({ drop: d, pod: target, direction: 'receive', peerName: src, host: 'node-a' }, false);
     });
     expect(receive(many, scan(COMBINE_THRESHOLD, { time: T0 + 100_000 })).combined).toBe(false);
   });
@@ -210,5 +218,52 @@ describe('Combiner', () => {
     ]) {
       expect(isCombinerState(garbage)).toBe(false);
     }
+  });
+});
+
+describe('SideEvents', () => {
+  class Recorder implements EventSink {
+    readonly intents: EventIntent[] = [];
+    busy = false;
+    submit(intent: EventIntent): void {
+      this.intents.push(intent);
+    }
+    overloaded(): boolean {
+      return this.busy;
+    }
+  }
+  const side = (d: PacketDrop): DropSide => ({
+    drop: d,
+    pod: victim,
+    direction: 'receive',
+    peerName: d.src,
+    host: 'node-a',
+  });
+
+  it('hands each side to the sink as an intent, combining sooner while the sink is overloaded', () => {
+    const sink = new Recorder();
+    const sides = new SideEvents(sink, 2 * MINUTE);
+    sides.submit(side(scan(0)));
+    sides.submit(side(scan(1)));
+    sink.busy = true;
+    sides.submit(side(scan(2)));
+    expect(sink.intents.map((i) => [i.pod.uid, i.direction, i.host, i.time, i.combined])).toEqual([
+      [victim.uid, 'receive', 'node-a', T0, false],
+      [victim.uid, 'receive', 'node-a', T0 + 1, false],
+      [victim.uid, 'receive', 'node-a', T0 + 2, true],
+    ]);
+    expect(sink.intents[0]?.message).toBe(dropMessage('receive', scan(0), source(0)));
+  });
+
+  it('saves what it combined, and a successor restored from it sends re-read sides to the same Events', () => {
+    const before = new Recorder();
+    const first = new SideEvents(before, 2 * MINUTE);
+    for (let n = 0; n < 20; n++) first.submit(side(scan(n)));
+    const saved: unknown = JSON.parse(JSON.stringify(first.combining()));
+    if (!isCombinerState(saved)) throw new Error('saved state not recognised');
+    const after = new Recorder();
+    const second = new SideEvents(after, 2 * MINUTE, saved);
+    second.submit(side(scan(15, { time: T0 + 115 })));
+    expect(after.intents.map((i) => [i.combined, i.subject])).toEqual([[true, before.intents[15]?.subject]]);
   });
 });

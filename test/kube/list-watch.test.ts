@@ -247,7 +247,7 @@ describe('ListWatch.stop', () => {
       import { createPodWatch } from './agent/locator/pod-watch.ts';
       const kubeConfig = new KubeConfig();
       kubeConfig.loadFromFile(process.env.KUBECONFIG_PATH);
-      const sink = { replacePods() {}, upsertPod() {}, removePod() {} };
+      const sink = { replace() {}, upsert() {}, remove() {} };
       const logger = pino({ level: 'silent' });
       const watching = createPodWatch({ kubeConfig, sink, logger, labelKey: '' });
       watching.start();

@@ -1,12 +1,8 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import type { ListWatch } from '../../agent/kube/list-watch.ts';
-import {
-  createNodeWatch,
-  type NodeAddresses,
-  type NodeIndexSink,
-  nodeAddressesOf,
-} from '../../agent/locator/node-watch.ts';
+import type { ListWatch, ListWatchSink } from '../../agent/kube/list-watch.ts';
+import { apiNodeAddresses, createNodeWatch } from '../../agent/locator/node-watch.ts';
+import type { NodeAddresses } from '../../agent/locator/pod-index.ts';
 import {
   type Cluster,
   connect,
@@ -16,21 +12,21 @@ import {
   uniqueName,
 } from '../support/cluster.ts';
 
-class NodeIndex implements NodeIndexSink {
+class NodeIndex implements ListWatchSink<NodeAddresses> {
   readonly nodes = new Map<string, string[]>();
-  replaceNodes(nodes: NodeAddresses[]): void {
+  replace(nodes: NodeAddresses[]): void {
     this.nodes.clear();
-    for (const node of nodes) this.nodes.set(node.name, node.addresses);
+    for (const node of nodes) this.upsert(node);
   }
-  upsertNode(name: string, addresses: string[]): void {
-    this.nodes.set(name, addresses);
+  upsert(node: NodeAddresses): void {
+    this.nodes.set(node.name, node.addresses);
   }
-  removeNode(name: string): void {
-    this.nodes.delete(name);
+  remove(node: NodeAddresses): void {
+    this.nodes.delete(node.name);
   }
 }
 
-describe('nodeAddressesOf', () => {
+describe('apiNodeAddresses', () => {
   it('keeps InternalIP and ExternalIP addresses in canonical form, once each', () => {
     const node = {
       metadata: { name: 'node-a' },
@@ -46,13 +42,13 @@ describe('nodeAddressesOf', () => {
         ],
       },
     };
-    expect(nodeAddressesOf(node)).toEqual({
+    expect(apiNodeAddresses(node)).toEqual({
       name: 'node-a',
       addresses: ['10.128.0.2', 'fd00:10:128::2', '203.0.113.9'],
     });
-    expect(nodeAddressesOf({ metadata: { name: 'bare' } })).toEqual({ name: 'bare', addresses: [] });
-    expect(nodeAddressesOf({ metadata: {} })).toBeNull();
-    expect(nodeAddressesOf('node')).toBeNull();
+    expect(apiNodeAddresses({ metadata: { name: 'bare' } })).toEqual({ name: 'bare', addresses: [] });
+    expect(apiNodeAddresses({ metadata: {} })).toBeNull();
+    expect(apiNodeAddresses('node')).toBeNull();
   });
 });
 

@@ -2,9 +2,13 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import type { ListWatch } from '../../agent/kube/list-watch.ts';
-import { createPodWatch, type PodIndexSink, podRefOf } from '../../agent/locator/pod-watch.ts';
+import type { ListWatch, ListWatchSink } from '../../agent/kube/list-watch.ts';
+import { PodDirectory } from '../../agent/locator/pod-directory.ts';
+import type { PodState } from '../../agent/locator/pod-index.ts';
+import { apiPodState, createPodWatch } from '../../agent/locator/pod-watch.ts';
+import { Metrics } from '../../agent/metrics.ts';
 import type { PodRef } from '../../agent/types.ts';
+import { value } from '../pipeline/fixtures.ts';
 import {
   type Cluster,
   connect,
@@ -19,17 +23,17 @@ import {
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The index as a plain map, so tests can look at the pods of their own namespace only. */
-class PodIndex implements PodIndexSink {
+class PodIndex implements ListWatchSink<PodState> {
   readonly byUid = new Map<string, PodRef>();
-  replacePods(pods: PodRef[]): void {
+  replace(states: PodState[]): void {
     this.byUid.clear();
-    for (const pod of pods) this.byUid.set(pod.uid, pod);
+    for (const state of states) this.upsert(state);
   }
-  upsertPod(pod: PodRef): void {
-    this.byUid.set(pod.uid, pod);
+  upsert(state: PodState): void {
+    this.byUid.set(state.pod.uid, state.pod);
   }
-  removePod(uid: string): void {
-    this.byUid.delete(uid);
+  remove(state: PodState): void {
+    this.byUid.delete(state.pod.uid);
   }
   names(namespace: string): string[] {
     return [...this.byUid.values()]
@@ -53,7 +57,7 @@ async function setPhase(c: Cluster, namespace: string, name: string, phase: stri
   await c.core.replaceNamespacedPodStatus({ namespace, name, body: pod });
 }
 
-describe('podRefOf', () => {
+describe('apiPodState', () => {
   it('keeps only what the pipeline needs, with canonical addresses', () => {
     const pod = {
       metadata: {
@@ -71,7 +75,7 @@ describe('podRefOf', () => {
         hostIP: '10.128.0.2',
       },
     };
-    expect(podRefOf(pod, 'app')).toEqual({
+    expect(apiPodState(pod, 'app')?.pod).toEqual({
       namespace: 'web',
       name: 'web-1',
       uid: 'u1',
@@ -80,8 +84,8 @@ describe('podRefOf', () => {
       label: 'shop',
       ips: ['10.4.1.12', 'fd00:10:244::5'],
     });
-    expect(podRefOf(pod, '')?.label).toBeNull();
-    expect(podRefOf(pod, 'tier')?.label).toBeNull();
+    expect(apiPodState(pod, '')?.pod.label).toBeNull();
+    expect(apiPodState(pod, 'tier')?.pod.label).toBeNull();
   });
 
   it('gives a hostNetwork pod its node addresses and rejects what is not a pod', () => {
@@ -90,10 +94,10 @@ describe('podRefOf', () => {
       spec: { nodeName: 'node-a', hostNetwork: true },
       status: { hostIP: '10.128.0.2', hostIPs: [{ ip: '10.128.0.2' }, { ip: 'fd00:10:128::2' }] },
     };
-    expect(podRefOf(hostPod, '')?.ips).toEqual(['10.128.0.2', 'fd00:10:128::2']);
-    expect(podRefOf(null, '')).toBeNull();
-    expect(podRefOf({ kind: 'Status', code: 410 }, '')).toBeNull();
-    expect(podRefOf({ metadata: { name: 'no-uid' } }, '')).toBeNull();
+    expect(apiPodState(hostPod, '')?.pod.ips).toEqual(['10.128.0.2', 'fd00:10:128::2']);
+    expect(apiPodState(null, '')).toBeNull();
+    expect(apiPodState({ kind: 'Status', code: 410 }, '')).toBeNull();
+    expect(apiPodState({ metadata: { name: 'no-uid' } }, '')).toBeNull();
   });
 });
 
@@ -101,7 +105,7 @@ describe('pod watch against a real API server', () => {
   let c: Cluster;
   let namespace: string;
   let index: PodIndex;
-  let watch: ListWatch<PodRef>;
+  let watch: ListWatch<PodState>;
   const status = (n: number): RunningStatus => ({
     podIPs: [`10.20.${n >> 8}.${n & 255}`],
     hostIP: '192.0.2.10',
@@ -200,11 +204,76 @@ describe('pod watch against a real API server', () => {
   });
 });
 
-describe('PodRef memory', () => {
+/**
+ * Two Running pods with one IP, as the API server shows them while a finished pod's status is stale and its
+ * IP already reused: the real watch feeds the agent's own index, which names the pod that started last.
+ */
+describe('pod watch and index with two Running pods on one IP', () => {
+  const IP = '10.251.7.9';
+  const oldStart = new Date('2024-04-05T20:00:00Z');
+  const newStart = new Date('2024-04-05T20:30:00Z');
+  let c: Cluster;
+  let namespace: string;
+  let metrics: Metrics;
+  let directory: PodDirectory;
+  let watch: ListWatch<PodState>;
+
+  /** What a kubelet reports for a started pod, with the start time given rather than now. */
+  async function runningSince(name: string, startTime: Date): Promise<void> {
+    await createPod(c, { namespace, name, nodeName: 'node-a' });
+    await setPodRunning(c, namespace, name, { podIPs: [IP], hostIP: '192.0.2.10' });
+    const pod = await c.core.readNamespacedPod({ namespace, name });
+    pod.status = { ...pod.status, startTime };
+    await c.core.replaceNamespacedPodStatus({ namespace, name, body: pod });
+  }
+
+  beforeAll(async () => {
+    c = connect(inject('kubeconfig'));
+    namespace = await createNamespace(c);
+    // The newer pod first, so that the index hears of the stale one last.
+    await runningSince('reused', newStart);
+    await runningSince('stale', oldStart);
+    metrics = new Metrics();
+    directory = new PodDirectory(metrics.podIpConflicts);
+    watch = createPodWatch({
+      kubeConfig: c.kc,
+      sink: directory.pods,
+      logger: pino({ level: 'silent' }),
+      labelKey: '',
+    });
+    watch.start();
+    await watch.waitForSync(AbortSignal.timeout(20_000));
+  });
+
+  afterAll(() => watch?.stop());
+
+  it('names the pod that started last, and counts the conflict', async () => {
+    const located = directory.locate(IP, Date.parse('2024-04-05T21:00:00Z'));
+    expect(located.pod).toMatchObject({ namespace, name: 'reused' });
+    expect(await value(metrics.podIpConflicts)).toBe(1);
+  });
+
+  it('names the pod that was Running at the drop time when the other started after it', () => {
+    expect(directory.locate(IP, Date.parse('2024-04-05T20:10:00Z')).pod).toMatchObject({ name: 'stale' });
+  });
+
+  it('names the remaining pod, without a conflict, once the stale one leaves Running', async () => {
+    await setPhase(c, namespace, 'stale', 'Succeeded');
+    const at = Date.parse('2024-04-05T20:10:00Z');
+    await vi.waitFor(() => expect(directory.locate(IP, at).pod).toMatchObject({ name: 'reused' }), {
+      timeout: 10_000,
+    });
+    const conflicts = await value(metrics.podIpConflicts);
+    directory.locate(IP, at);
+    expect(await value(metrics.podIpConflicts)).toBe(conflicts);
+  });
+});
+
+describe('PodState memory', () => {
   it('stays far below 1 KiB per pod with 10,000 pods indexed', async () => {
     // Each pod is parsed from its own JSON text, as the client does, so no string is shared by accident.
     const script = `
-      import { podRefOf } from './agent/locator/pod-watch.ts';
+      import { apiPodState } from './agent/locator/pod-watch.ts';
       const count = 10_000;
       const text = (i) => JSON.stringify({
         metadata: {
@@ -224,10 +293,10 @@ describe('PodRef memory', () => {
       const texts = Array.from({ length: count }, (_, i) => text(i));
       globalThis.gc(); globalThis.gc();
       const before = process.memoryUsage().heapUsed;
-      const refs = texts.map((t) => podRefOf(JSON.parse(t), 'app'));
+      const refs = texts.map((t) => apiPodState(JSON.parse(t), 'app'));
       globalThis.gc(); globalThis.gc();
       const after = process.memoryUsage().heapUsed;
-      if (refs.some((r) => r === null || r.ips.length !== 2)) throw new Error('conversion failed');
+      if (refs.some((r) => r === null || r.pod.ips.length !== 2)) throw new Error('conversion failed');
       console.log(JSON.stringify({ bytesPerPod: (after - before) / count, kibPer1000: (after - before) / 1024 / (count / 1000) }));
     `;
     const stdout = await new Promise<string>((resolve, reject) =>
@@ -240,7 +309,7 @@ describe('PodRef memory', () => {
     );
     const { bytesPerPod, kibPer1000 } = JSON.parse(stdout) as { bytesPerPod: number; kibPer1000: number };
     console.info(
-      `PodRef heap: ${bytesPerPod.toFixed(0)} B per pod, ${kibPer1000.toFixed(0)} KiB per 1,000 pods`,
+      `PodState heap: ${bytesPerPod.toFixed(0)} B per pod, ${kibPer1000.toFixed(0)} KiB per 1,000 pods`,
     );
     expect(bytesPerPod).toBeGreaterThan(100);
     expect(bytesPerPod).toBeLessThan(1024);

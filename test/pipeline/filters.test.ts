@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { futureDated, isExpired, MAX_FUTURE_SKEW_MS } from '../../agent/filters/expiry.ts';
-import { RepeatFilter, repeatKey } from '../../agent/filters/repeats.ts';
+import { RepeatFilter } from '../../agent/filters/repeats.ts';
+import { flowKey } from '../../agent/flow.ts';
 import { drop, icmpDrop, MINUTE, T0 } from './fixtures.ts';
 
 describe('isExpired', () => {
@@ -68,8 +69,8 @@ describe('RepeatFilter', () => {
   });
 
   it('treats port-less drops of one protocol between the same hosts as one flow', () => {
-    expect(repeatKey(icmpDrop())).toBe(repeatKey(icmpDrop({ icmpType: 3, icmpCode: 4 })));
-    expect(repeatKey(icmpDrop())).not.toBe(repeatKey(drop()));
+    expect(flowKey(icmpDrop())).toBe(flowKey(icmpDrop({ icmpType: 3, icmpCode: 4 })));
+    expect(flowKey(icmpDrop())).not.toBe(flowKey(drop()));
   });
 
   it('counts a slightly out-of-order line as a repeat and never moves the window back', () => {

@@ -1,6 +1,6 @@
 import type { Counter } from 'prom-client';
 import { type Config, loadConfig } from '../../agent/config.ts';
-import type { PodState } from '../../agent/locator/pod-directory.ts';
+import type { PodState } from '../../agent/locator/pod-index.ts';
 import type { PacketDrop, PodRef } from '../../agent/types.ts';
 
 export const T0 = Date.parse('2024-04-05T20:41:42Z');
@@ -64,8 +64,18 @@ export const calicoNode = pod({
   ips: ['10.128.0.2'],
 });
 
+/** A pod's state as the index keeps it; no start or creation time unless given (a hand-written pods file). */
+export function indexed(ref: PodRef, overrides: Partial<PodState> = {}): PodState {
+  const unknown = Number.NEGATIVE_INFINITY;
+  return { pod: ref, running: true, hostIps: [], started: unknown, created: unknown, ...overrides };
+}
+
 export function running(ref: PodRef, hostIps: readonly string[] = []): PodState {
-  return { pod: ref, running: true, hostIps };
+  return indexed(ref, { hostIps });
+}
+
+export function notRunning(ref: PodRef): PodState {
+  return indexed(ref, { running: false });
 }
 
 export function config(env: Record<string, string> = {}): Config {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { Config } from '../../agent/config.ts';
 import { EventBook } from '../../agent/events/event-book.ts';
+import { SideEvents } from '../../agent/events/sides.ts';
 import { MAX_FUTURE_SKEW_MS } from '../../agent/filters/expiry.ts';
 import { HeldDrops, type IndexFreshness } from '../../agent/locator/held-drops.ts';
 import { LATE_POD_WINDOW_MS, LatePods } from '../../agent/locator/late-pods.ts';
@@ -12,9 +14,11 @@ import {
   client,
   config,
   drop,
+  indexed,
   MINUTE,
   NODE_A,
   NODE_B,
+  notRunning,
   running,
   server,
   T0,
@@ -32,17 +36,23 @@ class Recorder implements EventSink {
   }
 }
 
+/** The events room's entrance, as the agent wires it: sides combined into intents for the sink. */
+function sides(sink: EventSink, settings: Config): SideEvents {
+  return new SideEvents(sink, settings.repeatIntervalMs);
+}
+
 function setup(env: Record<string, string> = {}, freshness?: IndexFreshness) {
   const locator = new PodDirectory();
-  locator.upsert(running(client, ['10.128.0.2']));
-  locator.upsert(running(server, ['10.128.0.3']));
-  locator.upsert(running(calicoNode));
+  locator.pods.upsert(running(client, ['10.128.0.2']));
+  locator.pods.upsert(running(server, ['10.128.0.3']));
+  locator.pods.upsert(running(calicoNode));
   const sink = new Recorder();
   const metrics = new Metrics();
+  const settings = config(env);
   const pipeline = new Pipeline({
-    config: config(env),
+    config: settings,
     locator,
-    sink,
+    sink: sides(sink, settings),
     metrics,
     ...(freshness ? { freshness } : {}),
   });
@@ -84,12 +94,18 @@ describe('Pipeline', () => {
 
   it('names an unknown peer by IP, or by a cached reverse DNS name', () => {
     const { locator, sink, summary } = setup();
-    new Pipeline({ config: config(), locator, sink, metrics: new Metrics() }).handle(
+    new Pipeline({ config: config(), locator, sink: sides(sink, config()), metrics: new Metrics() }).handle(
       drop({ src: '203.0.113.5' }),
       T0,
     );
     const dns = { lookup: (ip: string) => (ip === '203.0.113.6' ? 'scanner.example' : undefined) };
-    const withDns = new Pipeline({ config: config(), locator, sink, metrics: new Metrics(), dns });
+    const withDns = new Pipeline({
+      config: config(),
+      locator,
+      sink: sides(sink, config()),
+      metrics: new Metrics(),
+      dns,
+    });
     withDns.handle(drop({ src: '203.0.113.6' }), T0);
     expect(summary()).toEqual([
       'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from 203.0.113.5 on port 12865/TCP',
@@ -103,7 +119,7 @@ describe('Pipeline', () => {
     expect(pipeline.handle(unknown, T0)).toBe('unmatched');
     expect(pipeline.handle(drop({ src: '203.0.113.50', dst: '10.128.0.2' }), T0)).toBe('unmatched');
     expect(await value(metrics.dropsUnmatched)).toBe(2);
-    locator.upsert(running({ ...client, uid: 'uid-late', name: 'late', ips: ['10.4.2.2'] }));
+    locator.pods.upsert(running({ ...client, uid: 'uid-late', name: 'late', ips: ['10.4.2.2'] }));
     expect(pipeline.handle({ ...unknown, time: T0 + 1000 }, T0 + 1000)).toBe('posted');
     expect(sink.intents.map((i) => i.pod.name)).toEqual(['late']);
   });
@@ -148,10 +164,15 @@ describe('Pipeline', () => {
 
   it('feeds an EventBook that aggregates repeats past the interval into one Event per pod and message', () => {
     const locator = new PodDirectory();
-    locator.upsert(running(client));
-    locator.upsert(running(server));
+    locator.pods.upsert(running(client));
+    locator.pods.upsert(running(server));
     const book = new EventBook(config());
-    const pipeline = new Pipeline({ config: config(), locator, sink: book, metrics: new Metrics() });
+    const pipeline = new Pipeline({
+      config: config(),
+      locator,
+      sink: sides(book, config()),
+      metrics: new Metrics(),
+    });
     for (const offset of [0, MINUTE, 2 * MINUTE, 3 * MINUTE, 4 * MINUTE]) {
       pipeline.handle(drop({ time: T0 + offset }), T0 + offset);
     }
@@ -254,7 +275,7 @@ describe('Pipeline while the pod index is behind', () => {
   it('holds a drop with an unknown address, then locates it once the index is current', async () => {
     const { index, locator, pipeline, metrics, summary } = behind();
     expect(pipeline.handle(toLate(), T0)).toBe('held');
-    locator.upsert(running(late));
+    locator.pods.upsert(running(late));
     pipeline.release(T0 + 500);
     expect(summary()).toEqual([]);
     index.isCurrent = true;
@@ -277,7 +298,7 @@ describe('Pipeline while the pod index is behind', () => {
   it('releases held drops before a newer one, so the newer is the repeat', async () => {
     const { index, locator, pipeline, sink, metrics } = behind();
     pipeline.handle(toLate(), T0);
-    locator.upsert(running(late));
+    locator.pods.upsert(running(late));
     index.isCurrent = true;
     expect(pipeline.handle(toLate({ time: T0 + 1000 }), T0 + 1000)).toBe('suppressed');
     expect(sink.intents.map((i) => i.time)).toEqual([T0, T0]);
@@ -308,7 +329,7 @@ describe('Pipeline while the pod index is behind', () => {
     ];
     const lines = 700;
     for (let n = 0; n < lines; n++) {
-      if (n === 300) locator.upsert(running(late));
+      if (n === 300) locator.pods.upsert(running(late));
       if (n === 500) index.isCurrent = true;
       pipeline.handle(kinds[n % kinds.length]!(n), T0 + n);
     }
@@ -329,6 +350,49 @@ describe('Pipeline while the pod index is behind', () => {
     pipeline.handle(toLate(), T0);
     pipeline.release(T0, true);
     expect(sink.intents.map((i) => i.pod.name)).toEqual(['netperf-client-42010a80017f']);
+  });
+});
+
+describe('Pipeline locating addresses', () => {
+  it('looks each address of a drop up once, at the drop time, and names and posts from that answer', () => {
+    const { locator } = setup();
+    const recorder = new Recorder();
+    const asked: string[] = [];
+    const counting = {
+      locate: (ip: string, at: number) => {
+        asked.push(`${ip} ${at - T0}`);
+        return locator.locate(ip, at);
+      },
+    };
+    const counted = new Pipeline({
+      config: config({ POD_IDENTIFIER: 'name' }),
+      locator: counting,
+      sink: sides(recorder, config()),
+      metrics: new Metrics(),
+    });
+    counted.handle(drop({ time: T0 - 1000 }), T0);
+    counted.handle(drop({ src: '10.128.0.2', dstPort: 1, time: T0 - 1000 }), T0);
+    expect(asked).toEqual(['10.4.1.6 -1000', '10.4.0.16 -1000', '10.128.0.2 -1000', '10.4.0.16 -1000']);
+    expect(recorder.intents.map((i) => `${i.pod.name} ${i.direction}: ${i.message}`)).toEqual([
+      'netperf-client-42010a80017f send: Packet dropped when sending traffic to netperf-server-42010a80017f (10.4.0.16) on port 12865/TCP',
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from netperf-client-42010a80017f (10.4.1.6) on port 12865/TCP',
+      `netperf-server-42010a80017f receive: Packet dropped when receiving traffic from ${NODE_A} (10.128.0.2) on port 1/TCP`,
+    ]);
+  });
+
+  it('posts to the pod that was Running at the drop time when two claim its address', () => {
+    const { locator, pipeline, summary } = setup({ POD_IDENTIFIER: 'name' });
+    const stale = { ...server, uid: 'uid-stale', name: 'stale-server' };
+    locator.pods.upsert(indexed(stale, { started: T0 - 10 * MINUTE }));
+    locator.pods.upsert(indexed(server, { started: T0 + 30_000 }));
+    pipeline.handle(drop(), T0);
+    pipeline.handle(drop({ time: T0 + MINUTE, dstPort: 1 }), T0 + MINUTE);
+    expect(summary()).toEqual([
+      'netperf-client-42010a80017f send: Packet dropped when sending traffic to stale-server (10.4.0.16) on port 12865/TCP',
+      'stale-server receive: Packet dropped when receiving traffic from netperf-client-42010a80017f (10.4.1.6) on port 12865/TCP',
+      'netperf-client-42010a80017f send: Packet dropped when sending traffic to netperf-server-42010a80017f (10.4.0.16) on port 1/TCP',
+      'netperf-server-42010a80017f receive: Packet dropped when receiving traffic from netperf-client-42010a80017f (10.4.1.6) on port 1/TCP',
+    ]);
   });
 });
 
@@ -353,7 +417,7 @@ describe('Pipeline when a pod is reported Running after its first drop', () => {
   function live(env: Record<string, string> = {}) {
     const parts = setup({ POD_IDENTIFIER: 'name', ...env }, current);
     const startsRunning = (ref: typeof client, now: number): void => {
-      parts.locator.upsert(running(ref));
+      parts.locator.pods.upsert(running(ref));
       parts.pipeline.podRunning(ref, now);
     };
     return { ...parts, startsRunning };
@@ -410,8 +474,8 @@ describe('Pipeline when a pod is reported Running after its first drop', () => {
 
     const again = live();
     again.pipeline.handle(drop({ src: '10.4.3.3', dst: '10.4.3.4' }), T0);
-    again.locator.upsert(running(newClient));
-    again.locator.upsert(running(newServer));
+    again.locator.pods.upsert(running(newClient));
+    again.locator.pods.upsert(running(newServer));
     expect(again.pipeline.handle(drop({ src: '10.4.3.3', dst: '10.4.3.4', time: T0 + 500 }), T0 + 500)).toBe(
       'posted',
     );
@@ -433,7 +497,7 @@ describe('Pipeline when a pod is reported Running after its first drop', () => {
 
     const replay = setup({ POD_IDENTIFIER: 'name' });
     replay.pipeline.handle(drop({ src: '10.4.3.3' }), T0);
-    replay.locator.upsert(running(newClient));
+    replay.locator.pods.upsert(running(newClient));
     replay.pipeline.podRunning(newClient, T0 + 500);
     expect(replay.sink.intents).toHaveLength(1);
   });
@@ -443,10 +507,10 @@ describe('PodDirectory.onRunning', () => {
   it('reports each pod upserted Running, after indexing it, and no other', () => {
     const directory = new PodDirectory();
     const seen: string[] = [];
-    directory.onRunning((ref) => seen.push(`${ref.name} ${directory.podByIp(ref.ips[0]!)?.name}`));
-    directory.upsert({ pod: client, running: false, hostIps: [] });
-    directory.upsert(running(server));
-    directory.replacePods([client]);
+    directory.onRunning((ref) => seen.push(`${ref.name} ${directory.locate(ref.ips[0]!, T0).pod?.name}`));
+    directory.pods.upsert(notRunning(client));
+    directory.pods.upsert(running(server));
+    directory.pods.replace([running(client)]);
     expect(seen).toEqual([
       'netperf-server-42010a80017f netperf-server-42010a80017f',
       'netperf-client-42010a80017f netperf-client-42010a80017f',

@@ -26,7 +26,16 @@ const RANKS: readonly { room: string; rank: number }[] = [
   { room: 'cli', rank: 10 },
 ];
 
-const GROUND = new Set(['types.ts', 'net.ts', 'lines.ts', 'config.ts', 'log.ts', 'metrics.ts', 'clock.ts']);
+const GROUND = new Set([
+  'types.ts',
+  'net.ts',
+  'lines.ts',
+  'config.ts',
+  'log.ts',
+  'metrics.ts',
+  'clock.ts',
+  'flow.ts',
+]);
 
 /** The room of a file under agent/, or undefined for a file the layout does not place. */
 function roomOf(path: string): string | undefined {

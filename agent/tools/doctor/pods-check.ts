@@ -1,14 +1,14 @@
 /**
  * doctor's look at the pod index: one paginated list of Running pods (and of nodes) through the agent's
- * own conversion (podRefOf, nodeAddressesOf) into the agent's own index (PodDirectory), then the frequent
+ * own conversion (apiPodState, apiNodeAddresses) into the agent's own index (PodDirectory), then the frequent
  * drop addresses looked up in it exactly as the pipeline does.
  */
 
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { type ListCall, type ListPage, PAGE_SIZE } from '../../kube/list-watch.ts';
-import { nodeAddressesOf } from '../../locator/node-watch.ts';
+import { apiNodeAddresses } from '../../locator/node-watch.ts';
 import { PodDirectory } from '../../locator/pod-directory.ts';
-import { podRefOf, RUNNING_PODS } from '../../locator/pod-watch.ts';
+import { apiPodState, RUNNING_PODS } from '../../locator/pod-watch.ts';
 import { describeError, httpStatus, timeoutOptions } from './requests.ts';
 import type { AddressCount, PodsReport, ResolvedAddress } from './types.ts';
 
@@ -33,13 +33,13 @@ async function listAll<T>(
   return items;
 }
 
-function resolve(directory: PodDirectory, address: AddressCount): ResolvedAddress {
-  const pod = directory.podByIp(address.ip);
+function resolve(directory: PodDirectory, address: AddressCount, now: number): ResolvedAddress {
+  const { pod, node } = directory.locate(address.ip, now);
   return {
     ...address,
     pod: pod === undefined ? null : `${pod.namespace}/${pod.name}`,
     hostNetwork: pod?.hostNetwork ?? false,
-    node: pod === undefined ? (directory.nodeByIp(address.ip) ?? null) : null,
+    node: pod === undefined ? (node ?? null) : null,
   };
 }
 
@@ -62,10 +62,10 @@ export async function checkPods(
   try {
     const pods = await listAll(
       (request, options) => core.listPodForAllNamespaces(request, options),
-      (object) => podRefOf(object, labelKey),
+      (object) => apiPodState(object, labelKey),
       RUNNING_PODS,
     );
-    directory.replacePods(pods);
+    directory.pods.replace(pods);
     report.running = directory.size;
   } catch (err) {
     report.error = describeError(err);
@@ -73,12 +73,13 @@ export async function checkPods(
     return report;
   }
   try {
-    const nodes = await listAll((request, options) => core.listNode(request, options), nodeAddressesOf);
-    directory.replaceNodes(nodes);
+    const nodes = await listAll((request, options) => core.listNode(request, options), apiNodeAddresses);
+    directory.nodes.replace(nodes);
     report.nodes = nodes.length;
   } catch (err) {
     report.nodesError = describeError(err);
   }
-  report.addresses = addresses.map((address) => resolve(directory, address));
+  const now = Date.now();
+  report.addresses = addresses.map((address) => resolve(directory, address, now));
   return report;
 }
