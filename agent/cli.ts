@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './commands/args.ts';
 import { ConfigError } from './config.ts';
+import { createLogger } from './log.ts';
 
 const COMMANDS: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
   doctor: () => import('./commands/doctor.ts'),
@@ -25,6 +26,21 @@ const USAGE = `usage: kube-iptables-tailer [run | doctor | parse | replay | --ve
   replay --pods PODS.json [--prefix P] [--output json|text] [FILE...]
                                        run the pipeline offline and print the resulting Events`;
 
+/**
+ * The agent logs JSON, so its failure is one JSON line too, naming what to fix; an unexpected error carries
+ * its stack as a field, never as raw text on stderr. Logged whatever LOG_LEVEL says: it is the last word.
+ */
+function reportRunFailure(err: unknown): number {
+  const log = createLogger('info');
+  if (err instanceof ConfigError || err instanceof UsageError) {
+    const problems = err instanceof ConfigError ? err.problems : [err.message];
+    log.fatal({ problems }, `cannot start: ${problems.join('; ')}`);
+    return 2;
+  }
+  log.fatal({ err }, `stopped by an unexpected error: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === '--version' || first === 'version') {
@@ -45,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await (await load()).main(args);
   } catch (err) {
+    if (name === 'run') return reportRunFailure(err);
     if (err instanceof ConfigError || err instanceof UsageError) {
       process.stderr.write(`kube-iptables-tailer: ${err.message}\n`);
       return 2;

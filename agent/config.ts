@@ -11,8 +11,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface Config {
   logPrefix: string;
-  journalDirectory: string | null;
-  logPath: string | null;
+  /** JOURNAL_DIRECTORY or IPTABLES_LOG_PATH; null when neither is set (parse and replay need none). */
+  source: SourceSetting | null;
   checkpointDirectory: string;
   podIdentifier: PodIdentifier;
   podIdentifierLabel: string;
@@ -52,11 +52,29 @@ type Env = Readonly<Record<string, string | undefined>>;
 /** Go's reference layout of the original, kept as the documented default for compatibility. */
 export const DEFAULT_TIME_LAYOUT = '2006-01-02T15:04:05.000000-07:00';
 
+/** Plain decimal digits: Number() would also take 0x10, 1e3, 0b11, +80 and 80.0. */
+const DECIMAL_INTEGER = /^[0-9]+$/;
+
+/** A problem with one variable; `loadConfig` reports those of the variables its caller uses. */
+interface Problem {
+  variable: string;
+  text: string;
+}
+
 class Reader {
-  readonly problems: string[] = [];
+  readonly problems: Problem[] = [];
   private readonly env: Env;
   constructor(env: Env) {
     this.env = env;
+  }
+
+  problem(variable: string, text: string): void {
+    this.problems.push({ variable, text });
+  }
+
+  /** `name="value": expected ...`, the shape of every problem with a value. */
+  invalid(name: string, expected: string): void {
+    this.problem(name, `${name}=${JSON.stringify(this.env[name])}: expected ${expected}`);
   }
 
   string(name: string, fallback: string): string {
@@ -72,9 +90,10 @@ class Reader {
   int(name: string, fallback: number, min: number, max: number): number {
     const raw = this.env[name];
     if (raw === undefined || raw === '') return fallback;
-    const v = Number(raw.trim());
-    if (!Number.isInteger(v) || v < min || v > max) {
-      this.problems.push(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
+    const text = raw.trim();
+    const v = Number(text);
+    if (!DECIMAL_INTEGER.test(text) || v < min || v > max) {
+      this.invalid(name, `a decimal integer from ${min} to ${max}`);
       return fallback;
     }
     return v;
@@ -85,7 +104,7 @@ class Reader {
     if (raw === undefined || raw === '') return fallback;
     const v = raw.trim().toLowerCase();
     if (!(choices as readonly string[]).includes(v)) {
-      this.problems.push(`${name}=${JSON.stringify(raw)}: expected one of ${choices.join(', ')}`);
+      this.invalid(name, `one of ${choices.join(', ')}`);
       return fallback;
     }
     return v as T;
@@ -96,36 +115,105 @@ class Reader {
   }
 }
 
-/** Reads and validates every variable; throws one ConfigError naming all invalid ones. */
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * An absolute http(s) URL with a host and nothing after the path. Whether plain http is accepted depends on
+ * the credentials (the client allows it only with insecure-skip-tls-verify): agent/kube/client.ts checks that.
+ */
+function isServerUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (
+    (url.protocol === 'https:' || url.protocol === 'http:') &&
+    url.hostname !== '' &&
+    url.search === '' &&
+    url.hash === ''
+  );
+}
+
+/** Which log source the agent follows, from JOURNAL_DIRECTORY or IPTABLES_LOG_PATH. */
+export interface SourceSetting {
+  kind: 'journal' | 'file';
+  path: string;
+}
+
+function sourceOf(
+  r: Reader,
+  journalDirectory: string | null,
+  logPath: string | null,
+  needed: boolean,
+): SourceSetting | null {
+  if (logPath === null && journalDirectory !== null) return { kind: 'journal', path: journalDirectory };
+  if (journalDirectory === null && logPath !== null) return { kind: 'file', path: logPath };
+  if (needed) {
+    const text =
+      logPath === null
+        ? 'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set: set exactly one (e.g. JOURNAL_DIRECTORY=/var/log/journal)'
+        : 'JOURNAL_DIRECTORY and IPTABLES_LOG_PATH are both set: set exactly one (journal for systemd hosts, path for kern.log-style files)';
+    r.problem('JOURNAL_DIRECTORY', text);
+    r.problem('IPTABLES_LOG_PATH', text);
+  }
+  return null;
+}
+
+/** What `parse` reads from the environment. */
+export const PARSE_VARIABLES: readonly string[] = ['IPTABLES_LOG_PREFIX', 'PACKET_DROP_LOG_TIME_LAYOUT'];
+
+/** What `replay` reads: parse's, and what naming, expiry, repeats and the Events take. */
+export const REPLAY_VARIABLES: readonly string[] = [
+  ...PARSE_VARIABLES,
+  'POD_IDENTIFIER',
+  'POD_IDENTIFIER_LABEL',
+  'KUBE_EVENT_DISPLAY_REASON',
+  'KUBE_EVENT_SOURCE_COMPONENT_NAME',
+  'NODE_NAME',
+  'PACKET_DROP_EXPIRATION_MINUTES',
+  'REPEATED_EVENTS_INTERVAL_MINUTES',
+];
+
+export interface LoadOptions {
+  /**
+   * The variables the command reads (parse and replay ignore the DaemonSet's API and port settings): only
+   * their problems are reported. The others keep their defaults when invalid; the caller must not read them.
+   */
+  uses?: readonly string[];
+  /** Exactly one of JOURNAL_DIRECTORY and IPTABLES_LOG_PATH must be set (run, doctor). */
+  needsSource?: boolean;
+}
+
+/** Reads and validates the variables; throws one ConfigError naming every invalid one. */
+export function loadConfig(env: Env = process.env, options: LoadOptions = {}): Config {
+  const { uses, needsSource = false } = options;
   const r = new Reader(env);
   const logPrefix = r.string('IPTABLES_LOG_PREFIX', 'calico-packet').trim();
   if (logPrefix.replace(/:+$/, '') === '') {
-    r.problems.push(
-      `IPTABLES_LOG_PREFIX=${JSON.stringify(env.IPTABLES_LOG_PREFIX)}: expected the iptables --log-prefix text, e.g. calico-packet`,
-    );
+    r.invalid('IPTABLES_LOG_PREFIX', 'the iptables --log-prefix text, e.g. calico-packet');
   }
   const podIdentifier = r.choice('POD_IDENTIFIER', POD_IDENTIFIERS, 'namespace');
   const podIdentifierLabel = r.string('POD_IDENTIFIER_LABEL', '');
   if (podIdentifier === 'label' && podIdentifierLabel === '') {
-    r.problems.push(
+    r.problem(
+      'POD_IDENTIFIER',
       'POD_IDENTIFIER=label needs POD_IDENTIFIER_LABEL (the label key whose value names the pod)',
     );
   }
   const timeLayout = r.optional('PACKET_DROP_LOG_TIME_LAYOUT');
   if (timeLayout !== null && !/2006|06|Jan|01|02|_2|15|03|04|05/.test(timeLayout)) {
-    r.problems.push(
-      `PACKET_DROP_LOG_TIME_LAYOUT=${JSON.stringify(timeLayout)}: expected a Go reference-time layout such as ${DEFAULT_TIME_LAYOUT}`,
-    );
+    r.invalid('PACKET_DROP_LOG_TIME_LAYOUT', `a Go reference-time layout such as ${DEFAULT_TIME_LAYOUT}`);
+  }
+  // The original fell back to its default for an empty reason too; an Event with a blank reason is useless.
+  const eventReason = env.KUBE_EVENT_DISPLAY_REASON ?? 'PacketDrop';
+  if (eventReason.trim() === '') r.invalid('KUBE_EVENT_DISPLAY_REASON', 'a word such as PacketDrop');
+  const kubeApiServer = r.optional('KUBE_API_SERVER');
+  if (kubeApiServer !== null && !isServerUrl(kubeApiServer)) {
+    r.invalid('KUBE_API_SERVER', 'the API server as an https:// URL, e.g. https://10.96.0.1:443');
   }
   const config: Config = {
     logPrefix,
-    journalDirectory: r.optional('JOURNAL_DIRECTORY'),
-    logPath: r.optional('IPTABLES_LOG_PATH'),
+    source: sourceOf(r, r.optional('JOURNAL_DIRECTORY'), r.optional('IPTABLES_LOG_PATH'), needsSource),
     checkpointDirectory: r.string('CHECKPOINT_DIRECTORY', '/var/lib/kube-iptables-tailer'),
     podIdentifier,
     podIdentifierLabel,
-    eventReason: r.string('KUBE_EVENT_DISPLAY_REASON', 'PacketDrop'),
+    eventReason,
     eventSourceComponent: r.string('KUBE_EVENT_SOURCE_COMPONENT_NAME', 'kube-iptables-tailer'),
     nodeName: r.string('NODE_NAME', ''),
     metricsPort: r.int('METRICS_SERVER_PORT', 9090, 0, 65535),
@@ -134,30 +222,25 @@ export function loadConfig(env: Env = process.env): Config {
     watchIntervalMs: r.int('WATCH_LOGS_INTERVAL_SECONDS', 5, 1, 3600) * 1000,
     queueSize: r.int('PACKET_DROP_CHANNEL_BUFFER_SIZE', 100, 1, 1_000_000),
     timeLayout,
-    kubeApiServer: r.optional('KUBE_API_SERVER'),
+    kubeApiServer,
     logLevel: r.choice('LOG_LEVEL', LOG_LEVELS, 'info'),
     eventRateLimit: r.int('EVENT_RATE_LIMIT_PER_SECOND', 20, 1, 10_000),
     eventBurstPerPod: r.int('EVENT_BURST_PER_POD', 5, 1, 1000),
     shutdownGraceMs: r.int('SHUTDOWN_GRACE_SECONDS', 10, 0, 600) * 1000,
     reverseDns: r.bool('REVERSE_DNS', true),
   };
-  if (config.kubeApiServer !== null && !/^https?:\/\//.test(config.kubeApiServer)) {
-    r.problems.push(`KUBE_API_SERVER=${JSON.stringify(config.kubeApiServer)}: expected an http(s):// URL`);
-  }
-  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  const problems = r.problems
+    .filter((problem) => uses === undefined || uses.includes(problem.variable))
+    .map((problem) => problem.text);
+  // Once for a problem filed under two variables (both source variables, for instance).
+  if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
   return config;
 }
 
 /** The live agent and doctor need exactly one log source; parse and replay take files instead. */
-export function requireOneSource(config: Config): { kind: 'journal' | 'file'; path: string } {
-  if (config.journalDirectory !== null && config.logPath !== null) {
-    throw new ConfigError([
-      'JOURNAL_DIRECTORY and IPTABLES_LOG_PATH are both set: set exactly one (journal for systemd hosts, path for kern.log-style files)',
-    ]);
+export function requireOneSource(config: Config): SourceSetting {
+  if (config.source === null) {
+    throw new ConfigError(['set exactly one of JOURNAL_DIRECTORY and IPTABLES_LOG_PATH']);
   }
-  if (config.journalDirectory !== null) return { kind: 'journal', path: config.journalDirectory };
-  if (config.logPath !== null) return { kind: 'file', path: config.logPath };
-  throw new ConfigError([
-    'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set: set exactly one (e.g. JOURNAL_DIRECTORY=/var/log/journal)',
-  ]);
+  return config.source;
 }

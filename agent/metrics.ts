@@ -98,6 +98,10 @@ export class Metrics {
     'source_lag_seconds',
     'Age of the newest log line read, by its own timestamp',
   );
+  readonly sourceStalledSeconds = this.gauge(
+    'source_stalled_seconds',
+    'How long the log source has had input to read while reading nothing (0 while it keeps up); /readyz fails from 60 s',
+  );
   readonly apiWatch = this.labelled(
     'api_watch_total',
     'Pod and node list-watch activity: lists, relists, watches, reconnects, events, by resource',

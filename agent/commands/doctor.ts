@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
       'doctor takes only --json: it checks the configuration of the environment variables',
     );
   }
-  const config = loadConfig();
+  const config = loadConfig(process.env, { needsSource: true });
   const source = requireOneSource(config);
   // The source and the API are independent: an unreachable API costs no time on top of reading the log.
   const [sourceReport, api] = await Promise.all([checkSource(config, source, Date.now()), checkApi(config)]);

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { loadConfig } from '../config.ts';
+import { loadConfig, PARSE_VARIABLES } from '../config.ts';
 import { LineSplitter } from '../lines.ts';
 import type { ParserOptions } from '../parser/parse.ts';
 import { normalizePrefix } from '../parser/prefix.ts';
@@ -186,7 +186,7 @@ export async function main(argv: string[]): Promise<number> {
   if (values.journal !== undefined && positionals.length > 0) {
     throw new UsageError('--journal reads a journal directory and takes no FILE arguments');
   }
-  const config = loadConfig();
+  const config = loadConfig(process.env, { uses: PARSE_VARIABLES });
   const prefix = values.prefix ?? config.logPrefix;
   if (normalizePrefix(prefix) === '') {
     throw new UsageError('--prefix: expected the iptables --log-prefix text, e.g. calico-packet');

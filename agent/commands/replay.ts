@@ -1,7 +1,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { V1Pod } from '@kubernetes/client-node';
-import { loadConfig } from '../config.ts';
+import { loadConfig, REPLAY_VARIABLES } from '../config.ts';
 import type { CoreEvent } from '../events/event.ts';
 import { EventBook } from '../events/event-book.ts';
 import { SideEvents } from '../events/sides.ts';
@@ -135,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError('replay needs --pods PODS.json (kubectl get pods -A -o json)');
   const output = values.output as Output;
   if (!OUTPUTS.includes(output)) throw new UsageError(`--output must be one of ${OUTPUTS.join(', ')}`);
-  const config = loadConfig();
+  const config = loadConfig(process.env, { uses: REPLAY_VARIABLES });
   const warn = (line: string): void => {
     process.stderr.write(`${line}\n`);
   };

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
-import { type Config, loadConfig, requireOneSource } from '../config.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { type Config, ConfigError, loadConfig, requireOneSource } from '../config.ts';
 import { type CombinerState, isCombinerState } from '../events/combine.ts';
 import { SideEvents } from '../events/sides.ts';
 import { EventWriter } from '../events/writer.ts';
@@ -13,11 +14,12 @@ import { createLogger, type Logger } from '../log.ts';
 import { Metrics } from '../metrics.ts';
 import { createParser } from '../parser/parse.ts';
 import { Pipeline } from '../pipeline.ts';
-import { startServer } from '../server.ts';
+import { boundPort, startServer } from '../server.ts';
 import { Checkpoint } from '../sources/checkpoint.ts';
 import { FileSource } from '../sources/file.ts';
 import { JournalSource } from '../sources/journal.ts';
 import type { HandledBatch, LogSource } from '../sources/source.ts';
+import { StallWatch } from '../sources/stall.ts';
 import type { LogRecord } from '../types.ts';
 import { UsageError } from './args.ts';
 
@@ -28,6 +30,35 @@ const HELD_DROPS_POLL_MS = 200;
  */
 const EXIT_MARGIN_MS = 700;
 const COMBINING_FILE = 'combining.json';
+/** How often the source's input is looked at beside the reader, for the stall gauge and readiness. */
+const PROGRESS_LOOK_MS = 10_000;
+/** Unread input with nothing read for this long (or two file poll intervals, if longer) is a stall. */
+const STALL_AFTER_MS = 60_000;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** The variables and the credentials, with every problem of both in one ConfigError. */
+function loadSettings(env: Env): { config: Config; kubeConfig: KubeConfig } {
+  const problems: string[] = [];
+  const attempt = <T>(load: () => T): T | null => {
+    try {
+      return load();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return null;
+    }
+  };
+  const config = attempt(() => loadConfig(env, { needsSource: true }));
+  // The credentials depend on KUBE_API_SERVER: with the variables invalid, they are checked only when it is unset.
+  const serverUnset = (env.KUBE_API_SERVER ?? '') === '';
+  const kubeConfig =
+    config !== null || serverUnset
+      ? attempt(() => loadKubeConfig({ kubeApiServer: config?.kubeApiServer ?? null }, env))
+      : null;
+  if (config === null || kubeConfig === null) throw new ConfigError(problems);
+  return { config, kubeConfig };
+}
 
 function createSource(config: Config, log: Logger, metrics: Metrics): LogSource {
   const source = requireOneSource(config);
@@ -41,11 +72,10 @@ function createSource(config: Config, log: Logger, metrics: Metrics): LogSource 
 export async function main(argv: string[]): Promise<number> {
   if (argv.length > 0)
     throw new UsageError('run takes no arguments: it is configured by environment variables');
-  const config = loadConfig();
+  const { config, kubeConfig } = loadSettings(process.env);
   const log = createLogger(config.logLevel);
   const metrics = new Metrics({ defaultMetrics: true });
   const source = createSource(config, log, metrics);
-  const kubeConfig = loadKubeConfig(config);
 
   const directory = new PodDirectory(metrics.podIpConflicts);
   const counted = (resource: string) => ({
@@ -79,12 +109,27 @@ export async function main(argv: string[]): Promise<number> {
   const parse = createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now });
 
   let reading = false;
+  /** The handler holds a batch: waiting for the writer's room is back-pressure, not a stall. */
+  let busy = false;
+  const stallAfterMs = Math.max(STALL_AFTER_MS, 2 * config.watchIntervalMs);
+  const stall = new StallWatch(stallAfterMs);
   const server: Server = await startServer(config.metricsPort, metrics, {
     live: () => true,
-    ready: () => reading && watches.every((watch) => watch.synced()),
+    notReady: () => {
+      const parts: string[] = [];
+      if (!watches.every((watch) => watch.synced()))
+        parts.push('pod index: not synced with the API server yet');
+      const problem = source.problem();
+      if (problem !== null) parts.push(`source: ${problem}`);
+      else if (!reading) parts.push('source: waiting for the pod index before reading');
+      if (stall.stalled(performance.now())) {
+        parts.push(`source: the input has grown without being read for ${stallAfterMs / 1000} s or more`);
+      }
+      return parts;
+    },
   });
   log.info(
-    { source: requireOneSource(config), prefix: config.logPrefix, port: config.metricsPort },
+    { source: requireOneSource(config), prefix: config.logPrefix, port: boundPort(server) },
     'starting',
   );
 
@@ -116,6 +161,14 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   const handle = async (records: readonly LogRecord[]): Promise<HandledBatch> => {
+    busy = true;
+    try {
+      return await handleRecords(records);
+    } finally {
+      busy = false;
+    }
+  };
+  const handleRecords = async (records: readonly LogRecord[]): Promise<HandledBatch> => {
     for (const record of records) {
       const result = parse(record);
       if (result.kind === 'skip') continue;
@@ -134,12 +187,28 @@ export async function main(argv: string[]): Promise<number> {
     return { settled };
   };
 
+  let looking = false;
+  const looks = setInterval(() => {
+    if (looking) return;
+    looking = true;
+    void source
+      .progress()
+      .then((progress) => {
+        const now = performance.now();
+        stall.observe(progress, busy, now);
+        metrics.sourceStalledSeconds.set(stall.stalledMs(now) / 1000);
+      })
+      .finally(() => {
+        looking = false;
+      });
+  }, PROGRESS_LOOK_MS);
   if (!stopping.signal.aborted) {
     reading = true;
     const run = source.run(handle);
     stopping.signal.addEventListener('abort', () => void source.stop(), { once: true });
     await run;
   }
+  clearInterval(looks);
   clearInterval(releases);
   pipeline.release(Date.now(), true);
   stopAt ??= performance.now() + config.shutdownGraceMs;

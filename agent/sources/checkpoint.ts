@@ -3,6 +3,17 @@ import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 
 /**
+ * Directories already reported unusable: the agent keeps several checkpoints in one directory, and a
+ * CHECKPOINT_DIRECTORY that names a file (or cannot be written) is one problem, worth one warning.
+ */
+const unusableDirectories = new Set<string>();
+
+function reason(err: unknown): string {
+  const { code, message } = err as NodeJS.ErrnoException;
+  return code ?? message;
+}
+
+/**
  * A small JSON state file written atomically (temp file + rename), so a crash leaves either the old
  * or the new checkpoint, never a torn one. An unwritable directory costs one warning, not the agent.
  */
@@ -23,8 +34,14 @@ export class Checkpoint<T> {
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.log.warn({ err, file: this.file }, 'cannot read checkpoint; starting without it');
+      const code = (err as NodeJS.ErrnoException).code;
+      // Not a directory: CHECKPOINT_DIRECTORY (or a parent) is a file, so no checkpoint can be saved either.
+      if (code === 'ENOTDIR') this.disable(err);
+      else if (code !== 'ENOENT') {
+        this.log.warn(
+          { file: this.file, reason: reason(err) },
+          'cannot read checkpoint; starting without it',
+        );
       }
       return null;
     }
@@ -46,12 +63,18 @@ export class Checkpoint<T> {
       await writeFile(tmp, JSON.stringify(value));
       await rename(tmp, this.file);
     } catch (err) {
-      this.disabled = true;
-      this.log.warn(
-        { err, directory: this.directory },
-        'checkpoint directory is not writable; running without checkpoints (set CHECKPOINT_DIRECTORY)',
-      );
+      this.disable(err);
     }
+  }
+
+  private disable(err: unknown): void {
+    this.disabled = true;
+    if (unusableDirectories.has(this.directory)) return;
+    unusableDirectories.add(this.directory);
+    this.log.warn(
+      { directory: this.directory, reason: reason(err) },
+      'checkpoint directory is not a writable directory; running without checkpoints (set CHECKPOINT_DIRECTORY)',
+    );
   }
 }
 

@@ -46,7 +46,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
-import type { LogSource, RecordHandler } from './source.ts';
+import type { LogSource, RecordHandler, SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -291,6 +291,10 @@ export class FileSource implements LogSource {
   private current: FollowedFile | null = null;
   /** The condition last logged, so that a lasting one is logged once, not once per look. */
   private reported: string | null = null;
+  /** Why the path is not being read, until a look reads it again (readiness). */
+  private problemText: string | null = null;
+  /** Bytes read from every file so far (stall detection). */
+  private taken = 0;
 
   private directoryWatcher: FSWatcher | null = null;
   private fileWatcher: FSWatcher | null = null;
@@ -327,6 +331,22 @@ export class FileSource implements LogSource {
     await this.checkpoint.flush();
   }
 
+  problem(): string | null {
+    return this.problemText;
+  }
+
+  /** Unread: the followed file is longer than what was read, or another file with data is at the path. */
+  async progress(): Promise<SourceProgress> {
+    const found = await inspect(this.path).catch(() => null);
+    const current = this.current;
+    let unread = false;
+    if (found?.kind === 'file') {
+      unread =
+        current !== null && sameFile(found.id, current.id) ? found.size > current.readOffset : found.size > 0;
+    }
+    return { taken: this.taken, unread };
+  }
+
   private async loop(): Promise<void> {
     const saved = await this.checkpoint.load(isPosition);
     if (saved !== null && saved.path === this.path) this.resume = { kind: 'checkpoint', position: saved };
@@ -356,6 +376,7 @@ export class FileSource implements LogSource {
       if (opening && found.kind === 'file') this.current = await this.openPath();
       if (this.current === null) return;
       await this.follow(this.current);
+      this.problemText = null;
       // A file opened in this look is newer than `found`: whether the path has moved on is for the next look.
       if (!opening && found.kind === 'file' && found.size > 0 && !sameFile(found.id, this.current.id)) {
         await this.switchToPath(this.current);
@@ -468,6 +489,7 @@ export class FileSource implements LogSource {
       const { bytesRead } = await file.handle.read(this.buffer, 0, CHUNK_BYTES, file.readOffset);
       if (bytesRead === 0) return;
       file.readOffset += bytesRead;
+      this.taken += bytesRead;
       await this.deliver(linesOf(file.splitter.push(this.buffer.subarray(0, bytesRead))), file);
     }
   }
@@ -511,6 +533,7 @@ export class FileSource implements LogSource {
   private report(problem: Problem): void {
     const rotating = problem.kind === 'missing' && this.current !== null;
     const key = rotating ? 'rotating' : `${problem.kind}:${'detail' in problem ? problem.detail : ''}`;
+    if (!rotating) this.problemText = this.describe(problem).message;
     if (key === this.reported) return;
     this.reported = key;
     if (rotating) {

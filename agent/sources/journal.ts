@@ -34,7 +34,7 @@ import {
   startJournalctl,
   toRecords,
 } from './journalctl.ts';
-import type { LogSource, RecordHandler } from './source.ts';
+import type { LogSource, RecordHandler, SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'journal.cursor.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -43,6 +43,8 @@ const BACKOFF_MAX_MS = 30_000;
 /** A journalctl that ran this long was healthy: the next failure starts the backoff afresh. */
 const HEALTHY_RUN_MS = 60_000;
 const DIRECTORY_CHECK_MS = 2000;
+/** A progress look that journalctl does not answer in this time counts as nothing unread. */
+const PROGRESS_TIMEOUT_MS = 5000;
 
 /**
  * dev:ino:birth time of the directory, or null while it does not exist. The birth time tells a directory
@@ -111,6 +113,10 @@ export class JournalSource implements LogSource {
   private missingReported = false;
   private readonly overlongWarning: ThrottledWarning;
   private readonly malformedWarning: ThrottledWarning;
+  /** Why the journal is not being read, until journalctl runs again (readiness). */
+  private problemText: string | null = null;
+  /** Entries journalctl printed so far (stall detection). */
+  private taken = 0;
 
   constructor(options: JournalSourceOptions) {
     this.directory = options.directory;
@@ -145,6 +151,31 @@ export class JournalSource implements LogSource {
     if (this.child !== null) kill(this.child);
     await this.running;
     await this.checkpoint.flush();
+  }
+
+  problem(): string | null {
+    return this.problemText;
+  }
+
+  async progress(): Promise<SourceProgress> {
+    const unread = this.problemText === null && !this.stopping && (await this.hasUnread());
+    return { taken: this.taken, unread };
+  }
+
+  /** Whether a journalctl of its own, from where the follower goes on, has a kernel entry to show. */
+  private async hasUnread(): Promise<boolean> {
+    const args = journalctlArgs(this.directory, [this.position()]);
+    const child = startJournalctl(this.journalctl, args, new StderrLines());
+    const exited = exitOf(child);
+    let unread = false;
+    child.stdout!.once('data', () => {
+      unread = true;
+      kill(child);
+    });
+    const timer = setTimeout(() => kill(child), PROGRESS_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+    return unread;
   }
 
   private async loop(handle: RecordHandler): Promise<void> {
@@ -183,6 +214,7 @@ export class JournalSource implements LogSource {
     }
     if (this.missingReported) {
       this.missingReported = false;
+      this.problemText = null;
       this.log.info({ directory: this.directory }, 'journal directory appeared');
     }
     return true;
@@ -192,10 +224,8 @@ export class JournalSource implements LogSource {
     if (this.missingReported) return;
     this.missingReported = true;
     this.metrics.sourceErrors.inc({ reason: 'directory_missing' });
-    this.log.warn(
-      { directory: this.directory },
-      `journal directory ${this.directory} does not exist; waiting for it to appear`,
-    );
+    this.problemText = `journal directory ${this.directory} does not exist; waiting for it to appear`;
+    this.log.warn({ directory: this.directory }, this.problemText);
   }
 
   /** Where to start: after the last handled entry, or on a first start at now − expiration. */
@@ -214,6 +244,7 @@ export class JournalSource implements LogSource {
     const exited = exitOf(child);
     child.once('spawn', () => {
       this.spawnFailureLogged = false;
+      this.problemText = null;
       this.log.info({ args }, 'following the journal');
     });
     const replaced = this.watchDirectory(child);
@@ -280,6 +311,7 @@ export class JournalSource implements LogSource {
     const records = toRecords(entries, (reason) => this.metrics.sourceErrors.inc({ reason })).filter(
       (record) => !this.overlong(record),
     );
+    this.taken += entries.length;
     this.lastRealtimeUs =
       entries.findLast((entry) => entry.realtimeUs !== null)?.realtimeUs ?? this.lastRealtimeUs;
     let settled: Promise<void> | undefined;
@@ -315,6 +347,7 @@ export class JournalSource implements LogSource {
 
   private reportExit(exit: Exit, backoffMs: number): void {
     const message = `${describeExit(exit, this.journalctl)}; retrying in ${backoffMs / 1000} s`;
+    this.problemText = message;
     if (exit.kind === 'error') {
       this.metrics.sourceErrors.inc({
         reason: exit.error.code === 'ENOENT' ? 'journalctl_missing' : 'journalctl_spawn_failed',

@@ -17,6 +17,14 @@ export type RecordHandler = (
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler with nothing to settle is an ordinary async function returning nothing
 ) => void | HandledBatch | Promise<void | HandledBatch>;
 
+/** A look at a source's input beside its reader, to tell a source that silently stopped (see stall.ts). */
+export interface SourceProgress {
+  /** Bytes or entries taken from the input so far, handed over or skipped: it moves while reading works. */
+  taken: number;
+  /** The input holds data not taken yet, seen by looking at the input itself, not through the reader. */
+  unread: boolean;
+}
+
 /**
  * A followed log. A source checkpoints only positions whose records the handler has settled, so a
  * restart re-reads at most what was in flight or not yet written.
@@ -28,4 +36,7 @@ export interface LogSource {
    * Calling it again later saves again (batches settled since).
    */
   stop(): Promise<void>;
+  /** Why the source cannot read now (its input missing, journalctl not found, ...); null while it can. */
+  problem(): string | null;
+  progress(): Promise<SourceProgress>;
 }

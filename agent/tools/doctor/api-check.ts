@@ -5,7 +5,7 @@
  */
 
 import { AuthorizationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
-import type { Config } from '../../config.ts';
+import { type Config, ConfigError } from '../../config.ts';
 import { loadKubeConfig } from '../../kube/client.ts';
 import { printable } from './census.ts';
 import { describeError, httpStatus, timeoutOptions } from './requests.ts';
@@ -94,7 +94,10 @@ export async function checkApi(config: Config, env: Env = process.env): Promise<
   try {
     kubeConfig = loadKubeConfig(config, env);
   } catch (err) {
-    return failed('not_configured', printable(`cannot load KUBECONFIG: ${describeError(err)}`), null);
+    // A ConfigError names the variable or file and what was expected, as `run` reports it.
+    const detail =
+      err instanceof ConfigError ? err.problems.join('; ') : `cannot load KUBECONFIG: ${describeError(err)}`;
+    return failed('not_configured', printable(detail), null);
   }
   const server = serverOf(kubeConfig);
   let version: string | null;

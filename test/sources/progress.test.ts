@@ -1,0 +1,170 @@
+// What readiness and stall detection learn from the sources, on real files and real journals: why a
+// source is not reading (problem), and whether its input holds data it has not taken (progress).
+
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Metrics } from '../../agent/metrics.ts';
+import { FileSource } from '../../agent/sources/file.ts';
+import { JournalSource } from '../../agent/sources/journal.ts';
+import type { LogSource, RecordHandler } from '../../agent/sources/source.ts';
+import { caseDirs } from '../support/case-dirs.ts';
+import { appendJournal } from '../support/journal.ts';
+
+const dirs = caseDirs('source-progress');
+const log = pino({ level: 'silent' });
+const running: LogSource[] = [];
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((source) => source.stop()));
+});
+
+async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A handler that takes batches until `hold()`, then keeps the next one until `release()`. */
+function gate() {
+  let held = false;
+  let release = () => {};
+  let batches = 0;
+  const handle: RecordHandler = async () => {
+    batches++;
+    if (held) await new Promise<void>((resolve) => (release = resolve));
+  };
+  return {
+    handle,
+    batches: () => batches,
+    hold: () => (held = true),
+    release: () => {
+      held = false;
+      release();
+    },
+  };
+}
+
+function start(source: LogSource, handle: RecordHandler): void {
+  running.push(source);
+  void source.run(handle);
+}
+
+describe('FileSource', () => {
+  const fileSource = (path: string, state: string) =>
+    new FileSource({ path, checkpointDirectory: state, pollIntervalMs: 20, log, metrics: new Metrics() });
+
+  it('sees input it has not taken: before reading, and while its handler holds a batch', async () => {
+    const dir = await dirs.next();
+    const path = join(dir, 'kern.log');
+    await writeFile(path, 'one\ntwo\n');
+    const source = fileSource(path, join(dir, 'state'));
+    expect(await source.progress()).toEqual({ taken: 0, unread: true });
+
+    const handler = gate();
+    start(source, handler.handle);
+    await until('the lines read', async () => (await source.progress()).taken === 8);
+    expect(await source.progress()).toEqual({ taken: 8, unread: false });
+    expect(source.problem()).toBeNull();
+
+    handler.hold();
+    await appendFile(path, 'three\n');
+    await until('the batch held', () => handler.batches() === 2);
+    await appendFile(path, 'four\n');
+    expect(await source.progress()).toEqual({ taken: 14, unread: true });
+    handler.release();
+    await until('the rest read', async () => (await source.progress()).taken === 19);
+    expect((await source.progress()).unread).toBe(false);
+  });
+
+  it('says why it is not reading while the path is missing or a directory, and clears it once it reads', async () => {
+    const dir = await dirs.next();
+    const path = join(dir, 'kern.log');
+    const source = fileSource(path, join(dir, 'state'));
+    start(source, () => {});
+    await until('the problem', () => source.problem() !== null);
+    expect(source.problem()).toBe(`${path} does not exist; waiting for it to appear`);
+
+    await mkdir(path);
+    await until(
+      'the new problem',
+      () => source.problem() !== `${path} does not exist; waiting for it to appear`,
+    );
+    expect(source.problem()).toMatch(
+      new RegExp(`^${path} is a directory, not a regular file; IPTABLES_LOG_PATH`),
+    );
+    expect((await source.progress()).unread).toBe(false);
+  });
+
+  it('clears the problem once the file appears and is read', async () => {
+    const dir = await dirs.next();
+    const path = join(dir, 'kern.log');
+    const source = fileSource(path, join(dir, 'state'));
+    start(source, () => {});
+    await until('the problem', () => source.problem() !== null);
+    await writeFile(path, 'one\n');
+    await until('reading', async () => source.problem() === null && (await source.progress()).taken === 4);
+  });
+});
+
+describe('JournalSource', () => {
+  const journalSource = (directory: string, state: string, journalctl?: string) =>
+    new JournalSource({
+      directory,
+      checkpointDirectory: state,
+      expirationMs: 10 * 60_000,
+      log,
+      metrics: new Metrics(),
+      ...(journalctl === undefined ? {} : { journalctl }),
+    });
+  const entries = (...messages: string[]) => messages.map((message) => ({ message }));
+
+  it('sees kernel entries after the ones it took, asking journalctl from where the follower goes on', async () => {
+    const dir = await dirs.next();
+    const journal = join(dir, 'journal');
+    const file = join(journal, 'system.journal');
+    await appendJournal(file, entries('one', 'two'));
+    const source = journalSource(journal, join(dir, 'state'));
+    expect(await source.progress()).toEqual({ taken: 0, unread: true });
+
+    const handler = gate();
+    start(source, handler.handle);
+    await until('the entries read', async () => (await source.progress()).taken === 2);
+    expect(await source.progress()).toEqual({ taken: 2, unread: false });
+    expect(source.problem()).toBeNull();
+
+    handler.hold();
+    await appendJournal(file, entries('three'));
+    await until('the batch held', () => handler.batches() === 2);
+    await appendJournal(file, entries('four'));
+    expect(await source.progress()).toEqual({ taken: 3, unread: true });
+    handler.release();
+    await until('the rest read', async () => (await source.progress()).taken === 4);
+    expect((await source.progress()).unread).toBe(false);
+  });
+
+  it('says why it is not reading while the directory is missing, until it appears', async () => {
+    const dir = await dirs.next();
+    const journal = join(dir, 'journal');
+    const source = journalSource(journal, join(dir, 'state'));
+    start(source, () => {});
+    await until('the problem', () => source.problem() !== null);
+    expect(source.problem()).toBe(`journal directory ${journal} does not exist; waiting for it to appear`);
+    expect((await source.progress()).unread).toBe(false);
+    await appendJournal(join(journal, 'system.journal'), entries('one'));
+    await until('reading', async () => source.problem() === null && (await source.progress()).taken === 1);
+  });
+
+  it('says journalctl is missing', async () => {
+    const dir = await dirs.next();
+    const source = journalSource(dir, join(dir, 'state'), join(dir, 'no-journalctl'));
+    start(source, () => {});
+    await until('the problem', () => source.problem() !== null);
+    expect(source.problem()).toBe(
+      `${join(dir, 'no-journalctl')} not found: the image needs journalctl (package systemd) in PATH; retrying in 0.5 s`,
+    );
+  });
+});
