@@ -1,5 +1,4 @@
 import {
-  ApiException,
   CoreV1Api,
   type CoreV1Event,
   type KubeConfig,
@@ -7,6 +6,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { requestSignal } from '../kube/client.ts';
+import { type ApiFailure, type ApiFailureReason, classifyApiError } from '../kube/errors.ts';
 import { type CoreEvent, rfc3339 } from './event.ts';
 
 /**
@@ -18,8 +18,8 @@ export const LAST_DROP_ANNOTATION = 'kube-iptables-tailer/last-drop-ms';
 /** RBAC verbs, as a ClusterRole names them. */
 export type Verb = 'create' | 'get' | 'patch';
 
-/** What the writer needs of an Event: how many drops it counts, up to which drop time. */
-export interface EventTally {
+/** What a stored Event counts: how many drops, up to which drop's log time (epoch ms). */
+export interface EventCount {
   count: number;
   lastDropMs: number;
 }
@@ -27,9 +27,9 @@ export interface EventTally {
 /** The three calls the event store makes; the writer's queueing knows nothing else of the API. */
 export interface EventApi {
   create(event: CoreEvent, lastDropMs: number): Promise<void>;
-  read(namespace: string, name: string): Promise<EventTally>;
+  read(namespace: string, name: string): Promise<EventCount>;
   /** Sets count, lastTimestamp and the last-drop annotation (and the message, when given), leaving the rest as stored. */
-  patch(namespace: string, name: string, tally: EventTally, message?: string): Promise<void>;
+  patch(namespace: string, name: string, counted: EventCount, message?: string): Promise<void>;
 }
 
 /**
@@ -45,97 +45,58 @@ export class EventApiError extends Error {
   readonly verb: Verb;
   readonly kind: FailureKind;
   /** Metric label: a small fixed set. */
-  readonly reason: string;
+  readonly reason: ApiFailureReason;
   /** HTTP status, or null when no response came. */
   readonly status: number | null;
+  /** The wait the server asked for, uncapped: the drops' expiry bounds every retry anyway. */
   readonly retryAfterMs: number | null;
 
-  constructor(
-    verb: Verb,
-    kind: FailureKind,
-    reason: string,
-    status: number | null,
-    detail: string,
-    retryAfterMs: number | null = null,
-  ) {
+  constructor(verb: Verb, failure: ApiFailure, detail: string) {
     super(detail);
     this.name = 'EventApiError';
     this.verb = verb;
-    this.kind = kind;
-    this.reason = reason;
-    this.status = status;
-    this.retryAfterMs = retryAfterMs;
+    this.kind = kindOf(failure);
+    this.reason = failure.reason;
+    this.status = failure.status;
+    this.retryAfterMs = failure.retryAfterMs;
   }
 }
 
-interface Status {
-  reason?: string;
-  message?: string;
-  details?: { causes?: { reason?: string }[] };
+function kindOf(failure: ApiFailure): FailureKind {
+  const { reason } = failure;
+  if (reason === 'not_found' || reason === 'already_exists' || reason === 'forbidden') return reason;
+  return failure.retryable ? 'retry' : 'rejected';
 }
 
-/** The client hands the error body over as the raw response text. */
-function statusOf(body: unknown): Status {
-  if (typeof body === 'object' && body !== null) return body as Status;
-  if (typeof body !== 'string') return {};
-  try {
-    const parsed: unknown = JSON.parse(body);
-    return typeof parsed === 'object' && parsed !== null ? (parsed as Status) : {};
-  } catch {
-    return {};
-  }
+/**
+ * The server's message, or what happened when no answer came: a network error by its code only, since
+ * its message names the URL.
+ */
+function detailOf(failure: ApiFailure, err: unknown): string {
+  if (failure.status !== null) return failure.serverMessage ?? `HTTP ${failure.status}`;
+  if (failure.reason === 'timeout') return 'request timed out';
+  return failure.code ?? (err instanceof Error ? err.name : 'unknown error');
 }
 
-/** Retry-After is either delay-seconds or an HTTP date. */
-export function retryAfterMs(value: string | undefined, now = Date.now()): number | null {
-  if (value === undefined || value.trim() === '') return null;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? null : Math.max(0, date - now);
-}
-
-function fromResponse(verb: Verb, err: ApiException<unknown>): EventApiError {
-  const status = statusOf(err.body);
-  const detail = status.message ?? `HTTP ${err.code}`;
-  const make = (kind: FailureKind, reason: string) =>
-    new EventApiError(verb, kind, reason, err.code, detail, retryAfterMs(err.headers['retry-after']));
-  const code = err.code;
-  if (code === 404) return make('not_found', 'not_found');
-  if (code === 409 && status.reason === 'AlreadyExists') return make('already_exists', 'already_exists');
-  if (status.details?.causes?.some((cause) => cause.reason === 'NamespaceTerminating')) {
-    return make('rejected', 'namespace_terminating');
-  }
-  if (code === 403) return make('forbidden', 'forbidden');
-  if (code === 429) return make('retry', 'throttled');
-  if (code >= 500) return make('retry', 'server_error');
-  // 401: a rotated ServiceAccount token is re-read on the next call. 408 and 409 Conflict are transient.
-  if (code === 401) return make('retry', 'unauthorized');
-  if (code === 408 || code === 409) return make('retry', 'conflict');
-  return make('rejected', code === 422 || code === 400 ? 'invalid' : `http_${code}`);
-}
-
-/** Anything a call may throw, classified (once). Network errors carry only their code: no URL, no headers. */
+/** Anything a call may throw, classified (once). */
 export function toEventApiError(verb: Verb, err: unknown): EventApiError {
   if (err instanceof EventApiError) return err;
-  if (err instanceof ApiException) return fromResponse(verb, err);
-  if (err instanceof Error && err.name === 'AbortError') {
-    return new EventApiError(verb, 'retry', 'timeout', null, 'request timed out');
-  }
-  const code = (err as { code?: unknown } | null)?.code;
-  const detail = typeof code === 'string' ? code : err instanceof Error ? err.name : 'unknown error';
-  return new EventApiError(verb, 'retry', 'network', null, detail);
+  const failure = classifyApiError(err);
+  return new EventApiError(verb, failure, detailOf(failure, err));
 }
 
-/** A request that hangs (a black-holed connection) would otherwise hold a write slot forever. */
+/**
+ * The last drop an Event counts: the annotation this agent's writer sets, or for an Event it did not
+ * write, the end of lastTimestamp's second, since every drop within it may be counted already.
+ */
 function lastDropOf(event: CoreV1Event): number {
   const annotated = Number(event.metadata?.annotations?.[LAST_DROP_ANNOTATION]);
   if (Number.isFinite(annotated)) return annotated;
-  // Not written by this agent's writer: every drop within lastTimestamp's second may be counted already.
   const last = event.lastTimestamp?.getTime();
   return last === undefined ? Number.NEGATIVE_INFINITY : last + 999;
 }
 
+/** A request that hangs (a black-holed connection) would otherwise hold a write slot forever. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
 /** The EventApi over @kubernetes/client-node's CoreV1Api. */
@@ -170,12 +131,12 @@ export function createEventApi(kubeConfig: KubeConfig, timeoutMs = DEFAULT_REQUE
       );
       return { count: event.count ?? 1, lastDropMs: lastDropOf(event) };
     },
-    async patch(namespace, name, tally, message) {
+    async patch(namespace, name, counted, message) {
       const body = {
         ...(message === undefined ? {} : { message }),
-        count: tally.count,
-        lastTimestamp: rfc3339(tally.lastDropMs),
-        metadata: { annotations: { [LAST_DROP_ANNOTATION]: String(tally.lastDropMs) } },
+        count: counted.count,
+        lastTimestamp: rfc3339(counted.lastDropMs),
+        metadata: { annotations: { [LAST_DROP_ANNOTATION]: String(counted.lastDropMs) } },
       };
       await call('patch', () => core.patchNamespacedEvent({ namespace, name, body }, mergePatch));
     },

@@ -1,5 +1,5 @@
 import type { EventIntent } from '../types.ts';
-import { DropTally, type TallySnapshot } from './tally.ts';
+import { type DropBatch, DropTally } from './tally.ts';
 
 /**
  * 'write' creates or patches; 'reconcile' reads an Event that a create found already there (written by an
@@ -9,7 +9,7 @@ export type Stage = 'write' | 'reconcile';
 
 /** The call in flight for a pending Event: which drops it carries and since which receipt they wait. */
 export interface Write {
-  drops: TallySnapshot;
+  drops: DropBatch;
   /** Whether it carries the side that opened the entry (counted as written; the others as merged). */
   opener: boolean;
   seq: number | null;
@@ -24,7 +24,8 @@ export interface PendingEvent {
   readonly tally: DropTally;
   stage: Stage;
   writing: Write | null;
-  attempts: number;
+  /** Failed calls in a row: how far the retry backoff has grown. */
+  failures: number;
   /** Monotonic ms before which a retry waits. */
   notBefore: number;
   /** When it was opened, as a count of entries opened before it: the order of news. */
@@ -49,7 +50,7 @@ export function openPending(
     tally: new DropTally(intent.time),
     stage: 'write',
     writing: null,
-    attempts: 0,
+    failures: 0,
     notBefore: 0,
     opened,
     opener: true,
@@ -66,7 +67,7 @@ export function mergeInto(entry: PendingEvent, intent: EventIntent, seq: number)
 
 /** Hands the entry's waiting drops to a call. */
 export function startWrite(entry: PendingEvent): Write {
-  const write = { drops: entry.tally.snapshot(), opener: entry.opener, seq: entry.waitingSeq };
+  const write = { drops: entry.tally.batch(), opener: entry.opener, seq: entry.waitingSeq };
   entry.writing = write;
   entry.opener = false;
   entry.waitingSeq = null;
@@ -83,7 +84,7 @@ export function undoWrite(entry: PendingEvent, write: Write): void {
 /** The call's drops are done with (written or given up); those merged while it was in flight stay. */
 export function finishWrite(entry: PendingEvent, write: Write): void {
   entry.writing = null;
-  entry.tally.settle(write.drops);
+  entry.tally.forget(write.drops);
 }
 
 /** The oldest receipt any pending side still holds; Infinity when none does. */

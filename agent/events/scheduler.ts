@@ -5,19 +5,6 @@ import { KeyedBuckets, TokenBucket } from './rate-limit.ts';
 /** A pod past its burst gets one write per 10 s, like client-go's spam filter but less stingy. */
 const POD_REFILL_PER_SECOND = 0.1;
 const PODS = 10_000;
-const BASE_BACKOFF_MS = 250;
-/** Retries keep coming at least this often, so a recovered API server is noticed within seconds. */
-const MAX_BACKOFF_MS = 10_000;
-
-/** Exponential backoff with jitter in [ceiling / 2, ceiling], never sooner than the server asked. */
-export function backoffMs(
-  attempt: number,
-  retryAfter: number | null,
-  random: () => number = Math.random,
-): number {
-  const ceiling = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** attempt);
-  return Math.max(ceiling / 2 + (random() * ceiling) / 2, retryAfter ?? 0);
-}
 
 export interface SchedulerConfig {
   /** Sustained calls per second to the API server. */

@@ -1,18 +1,21 @@
 import { LRUCache } from 'lru-cache';
+import { type Backoff, retryDelay } from '../backoff.ts';
 import { MAX_FUTURE_SKEW_MS } from '../filters/expiry.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { type EventApi, type EventApiError, toEventApiError, type Verb } from './api.ts';
+import { type EventApi, type EventApiError, type EventCount, toEventApiError, type Verb } from './api.ts';
 import { type EventConfig, eventBody } from './event.ts';
 import type { PendingEvent, Write } from './pending.ts';
-import { backoffMs } from './scheduler.ts';
 
 const KNOWN_EVENTS = 10_000;
+/**
+ * Retries of one Event's write: the first after 125-250 ms, and at least every 5-10 s however long the
+ * API server fails, so that its recovery is noticed within seconds.
+ */
+export const WRITE_BACKOFF: Backoff = { initialMs: 250, maxMs: 10_000, jitter: 0.5 };
 
 /** An Event this agent wrote or read. */
-interface Known {
-  count: number;
-  last: number;
+interface KnownEvent extends EventCount {
   /** Drops at or before this time are counted by an earlier run of the agent (-Infinity if none is). */
   countedThrough: number;
 }
@@ -24,7 +27,7 @@ interface Known {
  * - dropped: the API refuses these drops for good;
  * - retry: try the same again after a backoff.
  */
-export type Step =
+export type CallOutcome =
   | { kind: 'counted' | 'again' }
   | { kind: 'dropped'; reason: string }
   | { kind: 'retry'; delayMs: number };
@@ -48,7 +51,7 @@ export class EventStore {
   private readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly now: () => number;
-  private readonly known = new LRUCache<string, Known>({ max: KNOWN_EVENTS });
+  private readonly known = new LRUCache<string, KnownEvent>({ max: KNOWN_EVENTS });
   private readonly forbiddenLogged = new Set<Verb>();
   private failing = false;
 
@@ -71,7 +74,7 @@ export class EventStore {
   }
 
   /** One call for the entry; `write.drops` are what it carries. */
-  async call(entry: PendingEvent, write: Write): Promise<Step> {
+  async call(entry: PendingEvent, write: Write): Promise<CallOutcome> {
     const known = this.known.get(entry.key);
     const verb: Verb = entry.stage === 'reconcile' ? 'get' : known === undefined ? 'create' : 'patch';
     try {
@@ -94,14 +97,18 @@ export class EventStore {
   private async reconcile(entry: PendingEvent): Promise<void> {
     const { count, lastDropMs } = await this.api.read(entry.intent.pod.namespace, entry.name);
     const mark = lastDropMs - this.now() > MAX_FUTURE_SKEW_MS ? Number.NEGATIVE_INFINITY : lastDropMs;
-    this.known.set(entry.key, { count, last: mark, countedThrough: mark });
+    this.known.set(entry.key, { count, lastDropMs: mark, countedThrough: mark });
     entry.stage = 'write';
   }
 
   private async create(entry: PendingEvent, write: Write): Promise<void> {
     const { drops } = write;
     await this.api.create(eventBody(entry.intent, this.config, drops), drops.last);
-    this.known.set(entry.key, { count: drops.count, last: drops.last, countedThrough: -Infinity });
+    this.known.set(entry.key, {
+      count: drops.count,
+      lastDropMs: drops.last,
+      countedThrough: Number.NEGATIVE_INFINITY,
+    });
     this.metrics.eventsCreated.inc();
   }
 
@@ -109,12 +116,12 @@ export class EventStore {
    * Sets the absolute count, so a retried PATCH whose first answer was lost changes nothing. A combined
    * Event's message counts its peers, so it is written again too.
    */
-  private async patch(entry: PendingEvent, write: Write, known: Known): Promise<void> {
+  private async patch(entry: PendingEvent, write: Write, known: KnownEvent): Promise<void> {
     const { drops } = write;
-    const tally = { count: known.count + drops.count, lastDropMs: Math.max(known.last, drops.last) };
+    const counted = { count: known.count + drops.count, lastDropMs: Math.max(known.lastDropMs, drops.last) };
     const message = entry.intent.combined ? entry.intent.message : undefined;
-    await this.api.patch(entry.intent.pod.namespace, entry.name, tally, message);
-    this.known.set(entry.key, { ...known, count: tally.count, last: tally.lastDropMs });
+    await this.api.patch(entry.intent.pod.namespace, entry.name, counted, message);
+    this.known.set(entry.key, { ...known, ...counted });
     this.metrics.eventsPatched.inc();
   }
 
@@ -125,7 +132,7 @@ export class EventStore {
     this.log.info('event writes succeed again');
   }
 
-  private failed(entry: PendingEvent, error: EventApiError): Step {
+  private failed(entry: PendingEvent, error: EventApiError): CallOutcome {
     const { namespace } = entry.intent.pod;
     const where = { verb: error.verb, namespace, name: entry.name, status: error.status };
     if (error.kind === 'not_found' && error.verb !== 'create') {
@@ -158,7 +165,7 @@ export class EventStore {
           'event writes failing; retrying until the drops expire',
         );
       }
-      return { kind: 'retry', delayMs: backoffMs(entry.attempts, error.retryAfterMs) };
+      return { kind: 'retry', delayMs: retryDelay(entry.failures + 1, WRITE_BACKOFF, error.retryAfterMs) };
     }
     this.recovered();
     // rejected, or not_found on create: the namespace is gone.

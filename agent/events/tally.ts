@@ -1,3 +1,5 @@
+import type { Occurrence } from './event.ts';
+
 /**
  * Drop times kept per pending Event once the agent knows the Event (it created or read it); beyond that a
  * storm only adds to the count, and only expiry still looks at times. Up to 10,000 pending Events keep
@@ -11,12 +13,13 @@ export const MAX_TIMES = 64;
  */
 export const MAX_TIMES_UNKNOWN = 10_000;
 
-export interface TallySnapshot {
+/**
+ * The drops one write carries: the first `timed` times and `untimed` of the untimed drops the tally held
+ * when the write started; drops added while it is in flight come after them.
+ */
+export interface DropBatch extends Occurrence {
   timed: number;
   untimed: number;
-  count: number;
-  first: number;
-  last: number;
 }
 
 /**
@@ -71,7 +74,7 @@ export class DropTally {
 
   /**
    * The Event is known now, so a drop an earlier run counted is refused on arrival: keep only MAX_TIMES
-   * times (the oldest), the rest counted untimed. Never while a write is in flight (settle counts on them).
+   * times (the oldest), the rest counted untimed. Never while a write is in flight (forget counts on them).
    */
   bound(): void {
     this.limit = MAX_TIMES;
@@ -80,7 +83,7 @@ export class DropTally {
     this.times.length = MAX_TIMES;
   }
 
-  snapshot(): TallySnapshot {
+  batch(): DropBatch {
     return {
       timed: this.times.length,
       untimed: this.untimed,
@@ -91,7 +94,7 @@ export class DropTally {
   }
 
   /** Forgets the drops a finished write took care of; those added while it was in flight stay. */
-  settle(done: TallySnapshot): void {
+  forget(done: DropBatch): void {
     this.times.splice(0, done.timed);
     this.untimed -= done.untimed;
     this.recompute();

@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
+import { isExpired } from '../filters/expiry.ts';
 import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { EventIntent, EventSink } from '../types.ts';
@@ -16,7 +17,7 @@ import {
   type Write,
 } from './pending.ts';
 import { WriteScheduler } from './scheduler.ts';
-import { EventStore, type Step } from './store.ts';
+import { type CallOutcome, EventStore } from './store.ts';
 
 /** Writes in flight at once: enough to reach the rate limit over a slow link, few enough to stay polite. */
 const MAX_IN_FLIGHT = 4;
@@ -221,7 +222,7 @@ export class EventWriter implements EventSink {
   /** Why a side is given up on arrival, or null if it is taken. */
   private refusal(intent: EventIntent, key: string): string | null {
     if (this.stopped) return 'shutdown';
-    if (this.now() - intent.time > this.config.expirationMs) return 'expired';
+    if (isExpired(intent, this.now(), this.config.expirationMs)) return 'expired';
     if (intent.time <= this.store.countedThrough(key)) return 'already_counted';
     return null;
   }
@@ -257,7 +258,7 @@ export class EventWriter implements EventSink {
   }
 
   /** Settles, oldest first, every receipt no pending side still holds. */
-  private settle(): void {
+  private settleReceipts(): void {
     if (this.receipts.length === 0 || this.stopped) return;
     const oldest = oldestSeq(this.pending.values());
     let settled = 0;
@@ -298,16 +299,16 @@ export class EventWriter implements EventSink {
     this.lastPrune = at;
     let removed = false;
     for (const entry of this.pending.values()) if (entry.writing === null) removed ||= this.prune(entry);
-    if (removed) this.settle();
+    if (removed) this.settleReceipts();
   }
 
   /** Gives up expired drops and ones an earlier run counted; removes the entry (true) if none is left. */
   private prune(entry: PendingEvent): boolean {
-    const cutoff = this.now() - this.config.expirationMs;
+    const now = this.now();
     const counted = this.store.countedThrough(entry.key);
     this.giveUp(
       'expired',
-      entry.tally.remove((time) => time < cutoff),
+      entry.tally.remove((time) => isExpired({ time }, now, this.config.expirationMs)),
     );
     this.giveUp(
       'already_counted',
@@ -328,36 +329,36 @@ export class EventWriter implements EventSink {
   private dispatch(entry: PendingEvent, pod: { giveBack(): void } | undefined): void {
     const write = startWrite(entry);
     this.inFlight++;
-    void this.store.call(entry, write).then((step) => {
+    void this.store.call(entry, write).then((outcome) => {
       // The pod's burst is spent on Event changes only; the global limit counts every call.
-      if (step.kind !== 'counted') pod?.giveBack();
-      this.complete(entry, write, step);
+      if (outcome.kind !== 'counted') pod?.giveBack();
+      this.complete(entry, write, outcome);
     });
   }
 
-  private complete(entry: PendingEvent, write: Write, step: Step): void {
+  private complete(entry: PendingEvent, write: Write, outcome: CallOutcome): void {
     this.inFlight--;
     // stop() gave these sides up already.
     if (this.stopped) return;
-    if (step.kind === 'counted' || step.kind === 'dropped') {
+    if (outcome.kind === 'counted' || outcome.kind === 'dropped') {
       finishWrite(entry, write);
-      entry.attempts = 0;
-      if (step.kind === 'dropped') this.giveUp(step.reason, write.drops.count);
+      entry.failures = 0;
+      if (outcome.kind === 'dropped') this.giveUp(outcome.reason, write.drops.count);
       else this.countSides(entry, write);
       if (entry.tally.count === 0) this.remove(entry);
     } else {
       undoWrite(entry, write);
-      if (step.kind === 'retry') {
-        entry.attempts++;
-        entry.notBefore = this.clock.now() + step.delayMs;
+      if (outcome.kind === 'retry') {
+        entry.failures++;
+        entry.notBefore = this.clock.now() + outcome.delayMs;
       } else {
         // A reconcile may have learnt that an earlier run counted some of these drops already.
-        entry.attempts = 0;
+        entry.failures = 0;
         this.prune(entry);
       }
     }
     if (entry.writing === null && this.store.exists(entry.key)) entry.tally.bound();
-    this.settle();
+    this.settleReceipts();
     this.schedulePump(0);
   }
 

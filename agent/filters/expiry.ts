@@ -2,9 +2,10 @@ import type { PacketDrop } from '../types.ts';
 
 /**
  * A drop is expired when it is strictly older than the expiration, as in box/kube-iptables-tailer: a drop
- * exactly expirationMs old still posts. Drops stamped after `now` (clock skew) are never expired.
+ * exactly expirationMs old still posts. Drops stamped after `now` (clock skew) are never expired. The
+ * Event writer gives up waiting drops by the same rule.
  */
-export function isExpired(drop: PacketDrop, now: number, expirationMs: number): boolean {
+export function isExpired(drop: Pick<PacketDrop, 'time'>, now: number, expirationMs: number): boolean {
   return now - drop.time > expirationMs;
 }
 

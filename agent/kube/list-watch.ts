@@ -1,37 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ConfigurationOptions, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { type KubeConfig, Watch } from '@kubernetes/client-node';
+import { type Backoff, backoffDelay, retryDelay } from '../backoff.ts';
 import type { Logger } from '../log.ts';
 import { requestSignal } from './client.ts';
-
-/** What a list call is asked for; the loop adds `fieldSelector` so list and watch always agree. */
-export interface ListRequest {
-  limit: number;
-  _continue?: string;
-  fieldSelector?: string;
-}
-
-/** One page of a typed CoreV1Api list call (V1PodList, V1NodeList, ...). */
-export interface ListPage {
-  items: readonly unknown[];
-  metadata?: { resourceVersion?: string; _continue?: string };
-}
-
-/**
- * A typed list call, e.g. `(request, options) => core.listNode(request, options)`. `options` carries the
- * loop's abort signal, so stop() and the request timeout can cancel a list in flight.
- */
-export type ListCall = (request: ListRequest, options: ConfigurationOptions) => Promise<ListPage>;
+import { type ApiFailure, classifyApiError, describeApiFailure } from './errors.ts';
+import { field, isRecord } from './objects.ts';
+import { type ListCall, type Listed, listAll } from './pages.ts';
 
 /** The consumer's index. `replace` is a full replacement: whatever it held before is gone. */
 export interface ListWatchSink<T> {
   replace(items: T[]): void;
   upsert(item: T): void;
   remove(item: T): void;
-}
-
-export interface Backoff {
-  initialMs: number;
-  maxMs: number;
 }
 
 export interface ListWatchStats {
@@ -52,7 +32,8 @@ export interface ListWatchTuning {
   pageSize?: number;
   /** Each watch asks the server to end it after a random time in this range, so nodes reconnect apart. */
   watchTimeoutSeconds?: { min: number; max: number };
-  backoff?: Backoff;
+  /** Waits between retries; each is between half and all of the step (equal jitter). */
+  backoff?: Pick<Backoff, 'initialMs' | 'maxMs'>;
   /** Gives up on one list page after this long. */
   listTimeoutMs?: number;
   /** Called on every counter increment, for metrics. */
@@ -65,6 +46,7 @@ export interface ListWatchOptions<T> extends ListWatchTuning {
   kubeConfig: KubeConfig;
   /** Watch path serving the same objects as `list`, e.g. /api/v1/pods. */
   path: string;
+  /** Asked with `fieldSelector` added, so list and watch always agree. */
   list: ListCall;
   fieldSelector?: string;
   /** Turns an API object (list item or watch event object) into what the sink keeps; null skips it. */
@@ -73,11 +55,10 @@ export interface ListWatchOptions<T> extends ListWatchTuning {
   logger: Logger;
 }
 
-/** Items per list page; doctor lists with the same size so it loads the API server as the agent does. */
-export const PAGE_SIZE = 500;
-
-const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
-/** Retry-After beyond this is treated as a misconfigured server rather than obeyed. */
+const DEFAULT_BACKOFF: Pick<Backoff, 'initialMs' | 'maxMs'> = { initialMs: 500, maxMs: 30_000 };
+/** Half of every wait is guaranteed, half is random, so the nodes of a cluster do not retry together. */
+const EQUAL_JITTER = 0.5;
+/** Retry-After beyond this is taken for a misconfigured server: the wait is cut to it rather than obeyed. */
 const RETRY_AFTER_CAP_MS = 5 * 60_000;
 /**
  * A watch that ends within this time of connecting, having delivered nothing, did not prove the server healthy.
@@ -100,68 +81,36 @@ type Outcome =
   | { kind: 'ended' }
   /** The resourceVersion is too old (410 Gone) or the sink failed: only a full list can recover. */
   | { kind: 'relist'; reason: string; progressed: boolean }
-  | { kind: 'failed'; error: unknown; retryAfterMs: number | undefined }
+  | { kind: 'failed'; failure: ApiFailure }
   | { kind: 'stopped' };
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function field(value: unknown, key: string): unknown {
-  return isRecord(value) ? value[key] : undefined;
-}
 
 function resourceVersionOf(object: unknown): string | undefined {
   const rv = field(field(object, 'metadata'), 'resourceVersion');
   return typeof rv === 'string' && rv !== '' ? rv : undefined;
 }
 
-/** HTTP status of a failed list (ApiException.code) or watch request (Error.statusCode). */
-export function httpStatusOf(error: unknown): number | undefined {
-  const status = field(error, 'statusCode') ?? field(error, 'code');
-  return typeof status === 'number' ? status : undefined;
+/** The Retry-After of a failed list (watch answers carry no headers), cut to RETRY_AFTER_CAP_MS; null if none. */
+export function cappedRetryAfterMs(failure: ApiFailure): number | null {
+  return failure.retryAfterMs === null ? null : Math.min(failure.retryAfterMs, RETRY_AFTER_CAP_MS);
 }
 
-/** Retry-After of a 429/503 list response (seconds or HTTP date); watch errors carry no headers. */
-export function retryAfterMs(error: unknown, now = Date.now()): number | undefined {
-  const header = field(field(error, 'headers'), 'retry-after');
-  if (typeof header !== 'string' || header.trim() === '') return undefined;
-  const seconds = Number(header);
-  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - now;
-  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, RETRY_AFTER_CAP_MS) : undefined;
+/** What the index threw, for the log. */
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
-/** Exponential backoff with equal jitter: half the step is guaranteed, half is random. */
-export function backoffDelay(failures: number, backoff: Backoff, random: () => number = Math.random): number {
-  const step = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.max(0, failures - 1));
-  return step / 2 + (random() * step) / 2;
-}
-
-/** One line for logs: API errors carry a Status message in their body, network errors a code. */
-function describe(error: unknown): string {
-  const status = httpStatusOf(error);
-  const message = field(field(error, 'body'), 'message') ?? field(error, 'message');
-  const text = typeof message === 'string' ? (message.split('\n')[0] ?? '') : String(error);
-  const code = field(error, 'code');
-  return [
-    status === undefined ? undefined : `HTTP ${status}`,
-    typeof code === 'string' ? code : undefined,
-    text,
-  ]
-    .filter((part) => part !== undefined && part !== '')
-    .join(': ');
-}
-
-/** Per-call client options whose middleware attaches an abort signal to the request. */
+/** A failed list or watch request, or an index that threw: every one is retried. */
 function failed(error: unknown): Outcome {
-  return { kind: 'failed', error, retryAfterMs: retryAfterMs(error) };
+  return { kind: 'failed', failure: classifyApiError(error) };
 }
 
 /** An ERROR watch event carries a Status: 410 means the resourceVersion is too old to resume from. */
 function watchError(status: unknown, progressed: boolean): Outcome {
-  const code = field(status, 'code');
+  const code = isRecord(status) ? status.code : undefined;
   if (code === 410) return { kind: 'relist', reason: '410 Gone', progressed };
-  return failed({ statusCode: code, message: field(status, 'message') });
+  const message =
+    isRecord(status) && typeof status.message === 'string' ? status.message : 'watch ERROR event';
+  return failed(Object.assign(new Error(message), { statusCode: code, body: status }));
 }
 
 function randomBetween(min: number, max: number): number {
@@ -192,7 +141,7 @@ export class ListWatch<T> {
   constructor(options: ListWatchOptions<T>) {
     this.options = options;
     this.log = options.logger.child({ watch: options.resource });
-    this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.backoff = { ...(options.backoff ?? DEFAULT_BACKOFF), jitter: EQUAL_JITTER };
     this.watcher = new Watch(options.kubeConfig);
   }
 
@@ -280,19 +229,19 @@ export class ListWatch<T> {
         return { step: 'watch', delayMs: 0 };
       case 'relist':
         this.log.info({ reason: outcome.reason }, `relisting ${this.options.resource}`);
-        return { step: 'list', delayMs: this.settle(outcome.progressed) };
+        return { step: 'list', delayMs: this.relistDelay(outcome.progressed) };
       case 'failed': {
         this.failures++;
         this.count('reconnects');
-        const delayMs = Math.max(backoffDelay(this.failures, this.backoff), outcome.retryAfterMs ?? 0);
-        this.markFailing(step, outcome.error, delayMs);
+        const delayMs = retryDelay(this.failures, this.backoff, cappedRetryAfterMs(outcome.failure));
+        this.markFailing(step, outcome.failure, delayMs);
         return { step, delayMs };
       }
     }
   }
 
   /** A relist right after a watch that did useful work is immediate; otherwise it backs off like a failure. */
-  private settle(progressed: boolean): number {
+  private relistDelay(progressed: boolean): number {
     if (progressed) {
       this.failures = 0;
       return 0;
@@ -302,8 +251,13 @@ export class ListWatch<T> {
   }
 
   /** Warns once when the API server becomes unusable; each further retry only at debug, to avoid log storms. */
-  private markFailing(step: Step, error: unknown, delayMs: number): void {
-    const details = { step, error: describe(error), attempt: this.failures, retryInMs: Math.round(delayMs) };
+  private markFailing(step: Step, failure: ApiFailure, delayMs: number): void {
+    const details = {
+      step,
+      error: describeApiFailure(failure),
+      attempt: this.failures,
+      retryInMs: Math.round(delayMs),
+    };
     if (this.failing) {
       this.log.debug(details, `${this.options.resource} ${step} failed again`);
       return;
@@ -319,41 +273,29 @@ export class ListWatch<T> {
   }
 
   private async listAll(): Promise<Outcome> {
-    const { list, fieldSelector, pageSize = PAGE_SIZE, listTimeoutMs = 60_000, convert, sink } = this.options;
+    const { list, fieldSelector, pageSize, listTimeoutMs = 60_000, convert, sink } = this.options;
     const started = performance.now();
-    const items: T[] = [];
-    let page: ListPage | undefined;
-    let pages = 0;
+    const options = requestSignal(() =>
+      AbortSignal.any([this.abort.signal, AbortSignal.timeout(listTimeoutMs)]),
+    );
+    let listed: Listed<T>;
     try {
-      do {
-        const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(listTimeoutMs)]);
-        const request: ListRequest = { limit: pageSize, fieldSelector, _continue: page?.metadata?._continue };
-        page = await list(
-          request,
-          requestSignal(() => signal),
-        );
-        pages++;
-        // Converted page by page so that only one page of full API objects is alive at a time.
-        for (const object of page.items) {
-          const item = convert(object);
-          if (item !== null) items.push(item);
-        }
-      } while (page.metadata?._continue);
+      listed = await listAll(list, convert, { options, fieldSelector, pageSize });
     } catch (error) {
       if (this.abort.signal.aborted) return { kind: 'stopped' };
       return failed(error);
     }
     try {
-      sink.replace(items);
+      sink.replace(listed.items);
     } catch (error) {
-      this.log.error({ error: describe(error) }, `${this.options.resource} index rejected the list`);
+      this.log.error({ error: messageOf(error) }, `${this.options.resource} index rejected the list`);
       return failed(error);
     }
-    this.resourceVersion = page.metadata?.resourceVersion ?? '';
+    this.resourceVersion = listed.resourceVersion;
     this.markHealthy();
     this.count('lists');
     if (this.counters.lists > 1) this.count('relists');
-    else this.announceSync(items.length, pages, performance.now() - started);
+    else this.announceSync(listed.items.length, listed.pages, performance.now() - started);
     return { kind: 'listed' };
   }
 
@@ -409,7 +351,7 @@ export class ListWatch<T> {
           finish(
             progressed() ? { kind: 'ended' } : failed(new Error('watch ended without delivering anything')),
           );
-        else if (httpStatusOf(error) === 410)
+        else if (classifyApiError(error).status === 410)
           finish({ kind: 'relist', reason: '410 Gone', progressed: false });
         else finish(failed(error));
       };
@@ -436,7 +378,7 @@ export class ListWatch<T> {
     try {
       this.applyChange(phase, object);
     } catch (error) {
-      this.log.error({ error: describe(error), phase }, `${this.options.resource} index rejected a change`);
+      this.log.error({ error: messageOf(error), phase }, `${this.options.resource} index rejected a change`);
       return false;
     }
     this.resourceVersion = resourceVersionOf(object) ?? this.resourceVersion;

@@ -1,5 +1,6 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { isRecord, ListWatch, type ListWatchSink, type ListWatchTuning } from '../kube/list-watch.ts';
+import { ListWatch, type ListWatchSink, type ListWatchTuning } from '../kube/list-watch.ts';
+import { isRecord } from '../kube/objects.ts';
 import type { Logger } from '../log.ts';
 import type { PodState } from './pod-index.ts';
 import { podState } from './pod-ref.ts';

@@ -4,7 +4,7 @@
 
 import { ApiException } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import type { EventApi, EventTally, Verb } from '../../agent/events/api.ts';
+import type { EventApi, EventCount, Verb } from '../../agent/events/api.ts';
 import type { CoreEvent } from '../../agent/events/event.ts';
 import { type Clock, EventWriter, type WriterConfig } from '../../agent/events/writer.ts';
 import { Metrics } from '../../agent/metrics.ts';
@@ -68,7 +68,7 @@ type Answer = () => Promise<void>;
 export class FakeApi implements EventApi {
   readonly calls: Call[] = [];
   /** Stored Events by name: what `read` answers after a scripted AlreadyExists. */
-  readonly stored = new Map<string, EventTally>();
+  readonly stored = new Map<string, EventCount>();
   private readonly clock: FakeClock;
   private readonly scripted: Answer[] = [];
   /** While set, every call waits for it. */
@@ -93,14 +93,14 @@ export class FakeApi implements EventApi {
     this.stored.set(event.metadata.name, { count: event.count, lastDropMs });
   }
 
-  async read(_namespace: string, name: string): Promise<EventTally> {
+  async read(_namespace: string, name: string): Promise<EventCount> {
     await this.answer({ verb: 'get', name, count: 0, message: undefined });
     return this.stored.get(name) ?? { count: 0, lastDropMs: Number.NEGATIVE_INFINITY };
   }
 
-  async patch(_namespace: string, name: string, tally: EventTally, message?: string): Promise<void> {
-    await this.answer({ verb: 'patch', name, count: tally.count, message });
-    this.stored.set(name, tally);
+  async patch(_namespace: string, name: string, counted: EventCount, message?: string): Promise<void> {
+    await this.answer({ verb: 'patch', name, count: counted.count, message });
+    this.stored.set(name, counted);
   }
 
   verbs(): string[] {

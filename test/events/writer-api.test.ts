@@ -8,9 +8,9 @@ import {
   type EventApi,
   EventApiError,
   LAST_DROP_ANNOTATION,
-  retryAfterMs,
 } from '../../agent/events/api.ts';
 import { type CoreEvent, eventBody } from '../../agent/events/event.ts';
+import { parseRetryAfter } from '../../agent/kube/errors.ts';
 import type { EventIntent } from '../../agent/types.ts';
 import { drop, pod } from '../pipeline/fixtures.ts';
 import {
@@ -206,11 +206,11 @@ describe('EventApi over CoreV1Api', () => {
   });
 });
 
-describe('retryAfterMs', () => {
+describe('parseRetryAfter', () => {
   it('reads delay-seconds and HTTP dates', () => {
-    expect(retryAfterMs('3')).toBe(3000);
-    expect(retryAfterMs('Fri, 02 Jan 2026 03:04:10 GMT', Date.parse('2026-01-02T03:04:05Z'))).toBe(5000);
-    expect(retryAfterMs(undefined)).toBeNull();
-    expect(retryAfterMs('soon')).toBeNull();
+    expect(parseRetryAfter('3')).toBe(3000);
+    expect(parseRetryAfter('Fri, 02 Jan 2026 03:04:10 GMT', Date.parse('2026-01-02T03:04:05Z'))).toBe(5000);
+    expect(parseRetryAfter(undefined)).toBeNull();
+    expect(parseRetryAfter('soon')).toBeNull();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs } from '../../agent/events/scheduler.ts';
+import { retryDelay } from '../../agent/backoff.ts';
+import { WRITE_BACKOFF } from '../../agent/events/store.ts';
 import { DropTally, MAX_TIMES, MAX_TIMES_UNKNOWN } from '../../agent/events/tally.ts';
 
 function tallyOf(...times: number[]): DropTally {
@@ -32,10 +33,10 @@ describe('DropTally', () => {
 
   it('forgets what a finished write counted, keeping what arrived while it was in flight', () => {
     const tally = tallyOf(1000, 2000);
-    const writing = tally.snapshot();
+    const writing = tally.batch();
     expect(writing).toEqual({ timed: 2, untimed: 0, count: 2, first: 1000, last: 2000 });
     tally.add(5000);
-    tally.settle(writing);
+    tally.forget(writing);
     expect({ count: tally.count, first: tally.first, last: tally.last }).toEqual({
       count: 1,
       first: 5000,
@@ -46,7 +47,7 @@ describe('DropTally', () => {
   it(`keeps every time (up to ${MAX_TIMES_UNKNOWN}) until bound, so re-read drops are told apart exactly`, () => {
     const tally = new DropTally(0);
     for (let i = 1; i < MAX_TIMES_UNKNOWN + 10; i++) tally.add(i);
-    expect(tally.snapshot()).toMatchObject({ timed: MAX_TIMES_UNKNOWN, untimed: 10 });
+    expect(tally.batch()).toMatchObject({ timed: MAX_TIMES_UNKNOWN, untimed: 10 });
     const exact = new DropTally(0);
     for (let i = 1; i < 5000; i++) exact.add(i);
     expect(exact.remove((time) => time <= 3000)).toBe(3001);
@@ -58,7 +59,7 @@ describe('DropTally', () => {
     tally.bound();
     for (let i = 1; i < MAX_TIMES + 500; i++) tally.add(i);
     expect(tally.count).toBe(MAX_TIMES + 500);
-    expect(tally.snapshot()).toMatchObject({ timed: MAX_TIMES, untimed: 500 });
+    expect(tally.batch()).toMatchObject({ timed: MAX_TIMES, untimed: 500 });
     // The untimed drops may be as late as `last`, so they survive a cut before it...
     expect(tally.remove((time) => time < MAX_TIMES + 200)).toBe(MAX_TIMES);
     expect(tally.count).toBe(500);
@@ -71,25 +72,29 @@ describe('DropTally', () => {
     const tally = new DropTally(0);
     for (let i = 1; i < MAX_TIMES + 10; i++) tally.add(i);
     tally.bound();
-    const writing = tally.snapshot();
+    const writing = tally.batch();
     tally.add(99_999);
-    tally.settle(writing);
+    tally.forget(writing);
     expect(tally.count).toBe(1);
     expect(tally.last).toBe(99_999);
   });
 });
 
-describe('backoffMs', () => {
-  it('doubles per attempt with jitter in the upper half, up to 10 s', () => {
-    expect(backoffMs(0, null, () => 0)).toBe(125);
-    expect(backoffMs(0, null, () => 1)).toBe(250);
-    expect(backoffMs(3, null, () => 1)).toBe(2000);
-    expect(backoffMs(30, null, () => 1)).toBe(10_000);
-    expect(backoffMs(30, null, () => 0)).toBe(5000);
+describe('the Event write retry delay', () => {
+  /** The wait after the `failures`-th failed call of one Event in a row. */
+  const delay = (failures: number, retryAfterMs: number | null, random: () => number) =>
+    retryDelay(failures, WRITE_BACKOFF, retryAfterMs, random);
+
+  it('doubles per failure with jitter in the upper half, up to 10 s', () => {
+    expect(delay(1, null, () => 0)).toBe(125);
+    expect(delay(1, null, () => 1)).toBe(250);
+    expect(delay(4, null, () => 1)).toBe(2000);
+    expect(delay(31, null, () => 1)).toBe(10_000);
+    expect(delay(31, null, () => 0)).toBe(5000);
   });
 
   it('waits at least as long as Retry-After asks', () => {
-    expect(backoffMs(0, 7000, () => 0.5)).toBe(7000);
-    expect(backoffMs(6, 1000, () => 1)).toBe(10_000);
+    expect(delay(1, 7000, () => 0.5)).toBe(7000);
+    expect(delay(7, 1000, () => 1)).toBe(10_000);
   });
 });

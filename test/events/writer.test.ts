@@ -16,7 +16,7 @@ import { beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import {
   createEventApi,
   type EventApi,
-  type EventTally,
+  type EventCount,
   LAST_DROP_ANNOTATION,
   type Verb,
 } from '../../agent/events/api.ts';
@@ -54,12 +54,12 @@ class CountingApi implements EventApi {
     return this.inner.create(event, lastDropMs);
   }
 
-  read(namespace: string, name: string): Promise<EventTally> {
+  read(namespace: string, name: string): Promise<EventCount> {
     this.calls.push({ verb: 'get', at: performance.now() });
     return this.inner.read(namespace, name);
   }
 
-  patch(namespace: string, name: string, tally: EventTally, text?: string): Promise<void> {
+  patch(namespace: string, name: string, tally: EventCount, text?: string): Promise<void> {
     this.calls.push({ verb: 'patch', at: performance.now() });
     return this.inner.patch(namespace, name, tally, text);
   }

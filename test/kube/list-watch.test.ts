@@ -4,14 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import {
-  backoffDelay,
-  isRecord,
-  type ListRequest,
-  ListWatch,
-  type ListWatchOptions,
-  retryAfterMs,
-} from '../../agent/kube/list-watch.ts';
+import { backoffDelay } from '../../agent/backoff.ts';
+import { classifyApiError } from '../../agent/kube/errors.ts';
+import { cappedRetryAfterMs, ListWatch, type ListWatchOptions } from '../../agent/kube/list-watch.ts';
+import { isRecord } from '../../agent/kube/objects.ts';
+import type { ListRequest } from '../../agent/kube/pages.ts';
 import {
   type Cluster,
   connect,
@@ -24,8 +21,8 @@ import {
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-describe('backoffDelay', () => {
-  const backoff = { initialMs: 500, maxMs: 30_000 };
+describe('the list-watch backoff', () => {
+  const backoff = { initialMs: 500, maxMs: 30_000, jitter: 0.5 };
 
   it('doubles from the initial delay up to the cap, keeping at least half of each step', () => {
     expect([1, 2, 3, 4].map((n) => backoffDelay(n, backoff, () => 0))).toEqual([250, 500, 1000, 2000]);
@@ -35,16 +32,19 @@ describe('backoffDelay', () => {
   });
 });
 
-describe('retryAfterMs', () => {
+describe('cappedRetryAfterMs', () => {
   const now = Date.parse('2025-01-01T00:00:00Z');
+  const retryAfter = (error: unknown) => cappedRetryAfterMs(classifyApiError(error, now));
 
-  it('reads seconds or an HTTP date from an API error, and nothing from errors without headers', () => {
-    expect(retryAfterMs({ code: 429, headers: { 'retry-after': '3' } }, now)).toBe(3000);
-    expect(retryAfterMs({ headers: { 'retry-after': 'Wed, 01 Jan 2025 00:00:10 GMT' } }, now)).toBe(10_000);
-    expect(retryAfterMs({ headers: { 'retry-after': '100000' } }, now)).toBe(300_000);
-    expect(retryAfterMs({ headers: { 'retry-after': 'soon' } }, now)).toBeUndefined();
-    expect(retryAfterMs({ statusCode: 429 }, now)).toBeUndefined();
-    expect(retryAfterMs(new Error('ECONNREFUSED'), now)).toBeUndefined();
+  it('reads seconds or an HTTP date from an API error, capped at 5 min, and nothing from errors without headers', () => {
+    expect(retryAfter({ code: 429, headers: { 'retry-after': '3' } })).toBe(3000);
+    expect(retryAfter({ code: 503, headers: { 'retry-after': 'Wed, 01 Jan 2025 00:00:10 GMT' } })).toBe(
+      10_000,
+    );
+    expect(retryAfter({ code: 429, headers: { 'retry-after': '100000' } })).toBe(300_000);
+    expect(retryAfter({ code: 429, headers: { 'retry-after': 'soon' } })).toBeNull();
+    expect(retryAfter({ statusCode: 429 })).toBeNull();
+    expect(retryAfter(new Error('ECONNREFUSED'))).toBeNull();
   });
 });
 

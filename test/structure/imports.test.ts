@@ -34,6 +34,7 @@ const GROUND = new Set([
   'log.ts',
   'metrics.ts',
   'clock.ts',
+  'backoff.ts',
   'flow.ts',
 ]);
 

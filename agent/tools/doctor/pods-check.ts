@@ -5,33 +5,13 @@
  */
 
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { type ListCall, type ListPage, PAGE_SIZE } from '../../kube/list-watch.ts';
+import { classifyApiError } from '../../kube/errors.ts';
+import { listAll } from '../../kube/pages.ts';
 import { apiNodeAddresses } from '../../locator/node-watch.ts';
 import { PodDirectory } from '../../locator/pod-directory.ts';
 import { apiPodState, RUNNING_PODS } from '../../locator/pod-watch.ts';
-import { describeError, httpStatus, timeoutOptions } from './requests.ts';
+import { describeError, timeoutOptions } from './requests.ts';
 import type { AddressCount, PodsReport, ResolvedAddress } from './types.ts';
-
-/** Every page of a list, converted; each page has its own time limit. */
-async function listAll<T>(
-  list: ListCall,
-  convert: (object: unknown) => T | null,
-  fieldSelector?: string,
-): Promise<T[]> {
-  const items: T[] = [];
-  let page: ListPage | undefined;
-  do {
-    page = await list(
-      { limit: PAGE_SIZE, fieldSelector, _continue: page?.metadata?._continue },
-      timeoutOptions(),
-    );
-    for (const object of page.items) {
-      const item = convert(object);
-      if (item !== null) items.push(item);
-    }
-  } while (page.metadata?._continue);
-  return items;
-}
 
 function resolve(directory: PodDirectory, address: AddressCount, now: number): ResolvedAddress {
   const { pod, node } = directory.locate(address.ip, now);
@@ -63,19 +43,21 @@ export async function checkPods(
     const pods = await listAll(
       (request, options) => core.listPodForAllNamespaces(request, options),
       (object) => apiPodState(object, labelKey),
-      RUNNING_PODS,
+      { options: timeoutOptions(), fieldSelector: RUNNING_PODS },
     );
-    directory.pods.replace(pods);
+    directory.pods.replace(pods.items);
     report.running = directory.size;
   } catch (err) {
     report.error = describeError(err);
-    report.errorStatus = httpStatus(err);
+    report.errorStatus = classifyApiError(err).status;
     return report;
   }
   try {
-    const nodes = await listAll((request, options) => core.listNode(request, options), apiNodeAddresses);
-    directory.nodes.replace(nodes);
-    report.nodes = nodes.length;
+    const nodes = await listAll((request, options) => core.listNode(request, options), apiNodeAddresses, {
+      options: timeoutOptions(),
+    });
+    directory.nodes.replace(nodes.items);
+    report.nodes = nodes.items.length;
   } catch (err) {
     report.nodesError = describeError(err);
   }
