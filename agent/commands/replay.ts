@@ -5,6 +5,7 @@ import { loadConfig, REPLAY_VARIABLES } from '../config.ts';
 import type { CoreEvent } from '../events/event.ts';
 import { EventBook } from '../events/event-book.ts';
 import { SideEvents } from '../events/sides.ts';
+import { isRecord } from '../kube/objects.ts';
 import { PodDirectory } from '../locator/pod-directory.ts';
 import type { PodState } from '../locator/pod-index.ts';
 import { podState } from '../locator/pod-ref.ts';
@@ -21,14 +22,10 @@ class InputError extends Error {
 const OUTPUTS = ['json', 'text'] as const;
 type Output = (typeof OUTPUTS)[number];
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** The Pod objects of `kubectl get pods -A -o json` (a v1 List), or of a single `kubectl get pod -o json`. */
 function podItems(document: unknown): unknown[] {
-  if (isObject(document) && Array.isArray(document.items)) return document.items;
-  if (isObject(document) && document.kind === 'Pod') return [document];
+  if (isRecord(document) && Array.isArray(document.items)) return document.items;
+  if (isRecord(document) && document.kind === 'Pod') return [document];
   throw new Error('expected the output of `kubectl get pods -A -o json`: an object with an "items" array');
 }
 
@@ -46,7 +43,7 @@ async function loadPods(
   }
   const states: PodState[] = [];
   items.forEach((item, index) => {
-    const state = isObject(item) ? podState(item as V1Pod, identifierLabel) : null;
+    const state = isRecord(item) ? podState(item as V1Pod, identifierLabel) : null;
     if (state === null) warn(`${path}: items[${index}] is not a pod with a metadata.name; skipped`);
     else states.push(state);
   });

@@ -17,6 +17,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type Backoff, backoffDelay } from '../backoff.ts';
 import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
 import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -38,8 +39,8 @@ import type { LogSource, RecordHandler, SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'journal.cursor.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
-const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
+/** journalctl restarts: exact waits (one process per node, nothing to spread apart), 0.5 s doubling to 30 s. */
+const RESTART_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000, jitter: 0 };
 /** A journalctl that ran this long was healthy: the next failure starts the backoff afresh. */
 const HEALTHY_RUN_MS = 60_000;
 const DIRECTORY_CHECK_MS = 2000;
@@ -181,7 +182,7 @@ export class JournalSource implements LogSource {
   private async loop(handle: RecordHandler): Promise<void> {
     const saved = await this.checkpoint.load(isCursorCheckpoint);
     this.cursor = saved?.cursor ?? null;
-    let backoff = BACKOFF_FIRST_MS;
+    let failures = 0;
     while (!this.stopping) {
       if (!(await this.directoryExists())) break;
       const started = performance.now();
@@ -190,13 +191,14 @@ export class JournalSource implements LogSource {
       if (this.stopping) break;
       // Reported when it was noticed; the directory, not journalctl, was the problem.
       if (this.restarting) {
-        backoff = BACKOFF_FIRST_MS;
+        failures = 0;
         continue;
       }
-      if (performance.now() - started >= HEALTHY_RUN_MS) backoff = BACKOFF_FIRST_MS;
-      this.reportExit(exit, backoff);
-      await sleep(backoff, undefined, { signal: this.stopped.signal }).catch(() => {});
-      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      if (performance.now() - started >= HEALTHY_RUN_MS) failures = 0;
+      failures++;
+      const delayMs = backoffDelay(failures, RESTART_BACKOFF);
+      this.reportExit(exit, delayMs);
+      await sleep(delayMs, undefined, { signal: this.stopped.signal }).catch(() => {});
     }
   }
 

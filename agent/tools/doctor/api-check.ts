@@ -1,14 +1,15 @@
 /**
- * doctor's look at the API server, with the agent's own credentials (agent/kube.ts): can it be reached,
- * and does it grant each permission the agent uses (SelfSubjectAccessReview, cluster-wide like the
+ * doctor's look at the API server, with the agent's own credentials (agent/kube/client.ts): can it be
+ * reached, and does it grant each permission the agent uses (SelfSubjectAccessReview, cluster-wide like the
  * ClusterRole of manifests/base/rbac.yaml).
  */
 
 import { AuthorizationV1Api, type KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { type Config, ConfigError } from '../../config.ts';
 import { loadKubeConfig } from '../../kube/client.ts';
+import { classifyApiError } from '../../kube/errors.ts';
 import { printable } from './census.ts';
-import { describeError, httpStatus, timeoutOptions } from './requests.ts';
+import { describeError, timeoutOptions } from './requests.ts';
 import type { ApiReport, Permission } from './types.ts';
 
 /**
@@ -104,7 +105,7 @@ export async function checkApi(config: Config, env: Env = process.env): Promise<
   try {
     version = (await kubeConfig.makeApiClient(VersionApi).getCode({}, timeoutOptions())).gitVersion;
   } catch (err) {
-    const status = httpStatus(err);
+    const { status } = classifyApiError(err);
     // The in-cluster CA or token file is missing: a pod without its ServiceAccount mount, not a network problem.
     if (isLocalFileError(err)) {
       return failed(
