@@ -56,38 +56,29 @@ export function isHostNameAt(text: string, start: number, end: number): boolean 
 
 /**
  * What the kernel's LOG target and nftables' log print after PROTO= (nf_log_syslog.c): these names,
- * with their protocol numbers, and the bare number of any other protocol. ICMP belongs to IPv4 and
- * ICMPv6 to IPv6.
+ * and the bare number of any other protocol. ICMP belongs to IPv4 and ICMPv6 to IPv6. Arrays, most
+ * common first: a Map's iterator would cost an allocation per line.
  */
-const PROTOCOLS_V4 = new Map([
-  ['TCP', 6],
-  ['UDP', 17],
-  ['UDPLITE', 136],
-  ['ICMP', 1],
-  ['SCTP', 132],
-  ['ESP', 50],
-  ['AH', 51],
-]);
-const PROTOCOLS_V6 = new Map(
-  [...PROTOCOLS_V4].map(([name, n]) => (name === 'ICMP' ? ['ICMPv6', 58] : [name, n])),
-);
+const NAMES_V4 = ['TCP', 'UDP', 'ICMP', 'UDPLITE', 'SCTP', 'ESP', 'AH'];
+const NAMES_V6 = ['TCP', 'UDP', 'ICMPv6', 'UDPLITE', 'SCTP', 'ESP', 'AH'];
+/** The numbers of the named protocols, which the kernel never prints as numbers. */
+const NAMED_V4 = new Set([6, 17, 1, 136, 132, 50, 51]);
+const NAMED_V6 = new Set([6, 17, 58, 136, 132, 50, 51]);
 const LONGEST_PROTOCOL = 'UDPLITE'.length;
-const NAMED_V4 = new Set(PROTOCOLS_V4.values());
-const NAMED_V6 = new Set(PROTOCOLS_V6.values());
-/** Every name and number token, interned, so that a drop shares them instead of holding slices. */
+/** Every number token, so that a drop shares them instead of holding slices of the line. */
 const NUMBERS = Array.from({ length: 256 }, (_, n) => String(n));
 
 /** The protocol token at text[start, end) of an IPv4 or IPv6 packet, or null when the kernel would not print it. */
 export function protocolAt(text: string, start: number, end: number, version: 4 | 6): string | null {
-  const names = version === 4 ? PROTOCOLS_V4 : PROTOCOLS_V6;
   const length = end - start;
   if (length < 1 || length > LONGEST_PROTOCOL) return null;
-  const first = text.charCodeAt(start);
-  if (!isDigit(first)) {
-    for (const name of names.keys()) if (name.length === length && text.startsWith(name, start)) return name;
+  if (!isDigit(text.charCodeAt(start))) {
+    for (const name of version === 4 ? NAMES_V4 : NAMES_V6) {
+      if (name.length === length && text.startsWith(name, start)) return name;
+    }
     return null;
   }
-  if (length > 3 || (first === 48 && length > 1)) return null;
+  if (length > 3 || (text.charCodeAt(start) === 48 && length > 1)) return null;
   let value = 0;
   for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
