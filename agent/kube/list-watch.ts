@@ -219,7 +219,7 @@ export class ListWatch<T> {
     }
   }
 
-  /** Decides the next step and how long to wait before it; the only place `failures` changes. */
+  /** Decides the next step and how long to wait before it; `failures` changes only here (and in relistDelay). */
   private next(step: Step, outcome: Exclude<Outcome, { kind: 'stopped' }>): { step: Step; delayMs: number } {
     switch (outcome.kind) {
       case 'listed':
