@@ -93,7 +93,7 @@ export class LineSplitter {
     if (this.done) return blocks;
     const length = this.ownLength(chunk, chunkStart);
     const first = chunk.indexOf(NEWLINE);
-    if (first < 0 || first >= length) {
+    if (first < 0) {
       this.keep(chunk.subarray(0, length));
       return blocks;
     }
