@@ -3,6 +3,7 @@
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { type Config, ConfigError, loadConfig, PARSE_VARIABLES, REPLAY_VARIABLES } from '../agent/config.ts';
 import { loadKubeConfig } from '../agent/kube/client.ts';
@@ -224,12 +225,17 @@ describe('credentials', () => {
     const insecure = await kubeconfig({ server: 'https://127.0.0.1:6443', 'insecure-skip-tls-verify': true });
     const kc = loadKubeConfig({ kubeApiServer: 'http://127.0.0.1:8080' }, { KUBECONFIG: insecure });
     expect(kc.getCurrentCluster()?.server).toBe('http://127.0.0.1:8080');
-    // What the check stands for: the client itself builds its agent for this configuration.
-    expect(() => kc.createAgent(kc.getCurrentCluster()!, {})).not.toThrow();
-    const refused = loadKubeConfig({ kubeApiServer: null }, { KUBECONFIG: strict });
-    expect(() =>
-      refused.createAgent({ ...refused.getCurrentCluster()!, server: 'http://127.0.0.1:8080' }, {}),
-    ).toThrow(/HTTP protocol is not allowed/);
+    // What the check stands for: the client itself accepts this configuration, and refuses the other.
+    await expect(kc.applyToFetchOptions({})).resolves.toBeDefined();
+    const strictKc = loadKubeConfig({ kubeApiServer: null }, { KUBECONFIG: strict });
+    const refused = new KubeConfig();
+    refused.loadFromOptions({
+      clusters: strictKc.clusters.map((cluster) => ({ ...cluster, server: 'http://127.0.0.1:8080' })),
+      users: strictKc.users,
+      contexts: strictKc.contexts,
+      currentContext: strictKc.currentContext,
+    });
+    await expect(refused.applyToFetchOptions({})).rejects.toThrow(/HTTP protocol is not allowed/);
   });
 
   it('outside a pod without KUBECONFIG, says so instead of building a URL of undefined', () => {

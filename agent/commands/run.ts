@@ -108,7 +108,6 @@ export async function main(argv: string[]): Promise<number> {
   directory.onRunning((pod) => pipeline.podRunning(pod, Date.now()));
   const parse = createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now });
 
-  let reading = false;
   /** The handler holds a batch: waiting for the writer's room is back-pressure, not a stall. */
   let busy = false;
   const stallAfterMs = Math.max(STALL_AFTER_MS, 2 * config.watchIntervalMs);
@@ -121,7 +120,6 @@ export async function main(argv: string[]): Promise<number> {
         parts.push('pod index: not synced with the API server yet');
       const problem = source.problem();
       if (problem !== null) parts.push(`source: ${problem}`);
-      else if (!reading) parts.push('source: waiting for the pod index before reading');
       if (stall.stalled(performance.now())) {
         parts.push(`source: the input has grown without being read for ${stallAfterMs / 1000} s or more`);
       }
@@ -203,7 +201,6 @@ export async function main(argv: string[]): Promise<number> {
       });
   }, PROGRESS_LOOK_MS);
   if (!stopping.signal.aborted) {
-    reading = true;
     const run = source.run(handle);
     stopping.signal.addEventListener('abort', () => void source.stop(), { once: true });
     await run;

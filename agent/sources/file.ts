@@ -46,7 +46,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
-import type { LogSource, RecordHandler, SourceProgress } from './source.ts';
+import { type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -291,8 +291,8 @@ export class FileSource implements LogSource {
   private current: FollowedFile | null = null;
   /** The condition last logged, so that a lasting one is logged once, not once per look. */
   private reported: string | null = null;
-  /** Why the path is not being read, until a look reads it again (readiness). */
-  private problemText: string | null = null;
+  /** Why the path is not being read, until a look reads it (readiness). */
+  private problemText: string | null = NOT_STARTED;
   /** Bytes read from every file so far (stall detection). */
   private taken = 0;
 

@@ -35,7 +35,7 @@ import {
   startJournalctl,
   toRecords,
 } from './journalctl.ts';
-import type { LogSource, RecordHandler, SourceProgress } from './source.ts';
+import { type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'journal.cursor.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -114,8 +114,8 @@ export class JournalSource implements LogSource {
   private missingReported = false;
   private readonly overlongWarning: ThrottledWarning;
   private readonly malformedWarning: ThrottledWarning;
-  /** Why the journal is not being read, until journalctl runs again (readiness). */
-  private problemText: string | null = null;
+  /** Why the journal is not being read, until journalctl runs (readiness). */
+  private problemText: string | null = NOT_STARTED;
   /** Entries journalctl printed so far (stall detection). */
   private taken = 0;
 

@@ -17,6 +17,9 @@ export type RecordHandler = (
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler with nothing to settle is an ordinary async function returning nothing
 ) => void | HandledBatch | Promise<void | HandledBatch>;
 
+/** A source's problem until it first reads: readiness must not pass before the source has looked at its input. */
+export const NOT_STARTED = 'not reading yet';
+
 /** A look at a source's input beside its reader, to tell a source that silently stopped (see stall.ts). */
 export interface SourceProgress {
   /** Bytes or entries taken from the input so far, handed over or skipped: it moves while reading works. */
@@ -36,7 +39,10 @@ export interface LogSource {
    * Calling it again later saves again (batches settled since).
    */
   stop(): Promise<void>;
-  /** Why the source cannot read now (its input missing, journalctl not found, ...); null while it can. */
+  /**
+   * Why the source cannot read now (not started yet, its input missing, journalctl not found, ...); null
+   * once it reads.
+   */
   problem(): string | null;
   progress(): Promise<SourceProgress>;
 }

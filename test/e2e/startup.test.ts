@@ -17,6 +17,7 @@ interface Launched {
   child: ChildProcess;
   /** stderr as written, line by line. */
   lines: () => string[];
+  stdout: () => string;
   exited: Promise<number | null>;
 }
 
@@ -30,15 +31,24 @@ function launch(env: Record<string, string>, args = ['run']): Launched {
   const child = spawn(process.execPath, [join(ROOT, 'agent/cli.ts'), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   let stderr = '';
+  let stdout = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  return { child, lines: () => stderr.split('\n').filter((line) => line !== ''), exited };
+  return {
+    child,
+    lines: () => stderr.split('\n').filter((line) => line !== ''),
+    stdout: () => stdout,
+    exited,
+  };
 }
 
 /** Exit 2 and stderr exactly one JSON line at level fatal, whose message contains each of `expected`. */
@@ -142,6 +152,21 @@ describe('run cannot start', () => {
   });
 });
 
+describe('doctor', () => {
+  it('blames KUBE_API_SERVER=http://… on the configuration, not on the network', async () => {
+    const { dir } = await journalDir();
+    const run = launch(
+      { JOURNAL_DIRECTORY: dir, KUBECONFIG: inject('kubeconfig'), KUBE_API_SERVER: 'http://127.0.0.1:8080' },
+      ['doctor', '--json'],
+    );
+    expect(await run.exited).toBe(1);
+    const report = JSON.parse(run.stdout()) as { api: { failure: string; error: string } };
+    expect(report.api.failure).toBe('not_configured');
+    expect(report.api.error).toContain('KUBE_API_SERVER=http://127.0.0.1:8080');
+    expect(report.api.error).toContain('insecure-skip-tls-verify: true');
+  });
+});
+
 describe('parse and replay', () => {
   it('do not fail on variables only run uses', async () => {
     const { dir } = await journalDir();
@@ -161,12 +186,12 @@ async function readyz(port: number): Promise<{ status: number; body: string } | 
   return res === null ? null : { status: res.status, body: await res.text() };
 }
 
-/** Waits until the pod index has synced, so that what /readyz still reports is the source's doing. */
+/** Waits until the pod index has synced and the source has looked at its input: what /readyz still reports is the source's problem. */
 async function notReadyOnlyFor(port: number): Promise<string> {
   const answer = await waitFor(
     async () => {
       const r = await readyz(port);
-      return r !== null && !r.body.includes('pod index') && r;
+      return r !== null && !r.body.includes('pod index') && !r.body.includes('not reading yet') && r;
     },
     30_000,
     'the pod index synced',

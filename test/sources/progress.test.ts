@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Metrics } from '../../agent/metrics.ts';
 import { FileSource } from '../../agent/sources/file.ts';
 import { JournalSource } from '../../agent/sources/journal.ts';
-import type { LogSource, RecordHandler } from '../../agent/sources/source.ts';
+import { type LogSource, NOT_STARTED, type RecordHandler } from '../../agent/sources/source.ts';
 import { caseDirs } from '../support/case-dirs.ts';
 import { appendJournal } from '../support/journal.ts';
 
@@ -48,6 +48,10 @@ function gate() {
   };
 }
 
+/** The source has looked at its input and says why it cannot read it. */
+const reported = (source: LogSource): boolean =>
+  source.problem() !== null && source.problem() !== NOT_STARTED;
+
 function start(source: LogSource, handle: RecordHandler): void {
   running.push(source);
   void source.run(handle);
@@ -62,6 +66,7 @@ describe('FileSource', () => {
     const path = join(dir, 'kern.log');
     await writeFile(path, 'one\ntwo\n');
     const source = fileSource(path, join(dir, 'state'));
+    expect(source.problem()).toBe(NOT_STARTED);
     expect(await source.progress()).toEqual({ taken: 0, unread: true });
 
     const handler = gate();
@@ -85,7 +90,7 @@ describe('FileSource', () => {
     const path = join(dir, 'kern.log');
     const source = fileSource(path, join(dir, 'state'));
     start(source, () => {});
-    await until('the problem', () => source.problem() !== null);
+    await until('the problem', () => reported(source));
     expect(source.problem()).toBe(`${path} does not exist; waiting for it to appear`);
 
     await mkdir(path);
@@ -104,7 +109,7 @@ describe('FileSource', () => {
     const path = join(dir, 'kern.log');
     const source = fileSource(path, join(dir, 'state'));
     start(source, () => {});
-    await until('the problem', () => source.problem() !== null);
+    await until('the problem', () => reported(source));
     await writeFile(path, 'one\n');
     await until('reading', async () => source.problem() === null && (await source.progress()).taken === 4);
   });
@@ -128,7 +133,7 @@ describe('JournalSource', () => {
     const file = join(journal, 'system.journal');
     await appendJournal(file, entries('one', 'two'));
     const source = journalSource(journal, join(dir, 'state'));
-    expect(await source.progress()).toEqual({ taken: 0, unread: true });
+    expect(source.problem()).toBe(NOT_STARTED);
 
     const handler = gate();
     start(source, handler.handle);
@@ -151,7 +156,7 @@ describe('JournalSource', () => {
     const journal = join(dir, 'journal');
     const source = journalSource(journal, join(dir, 'state'));
     start(source, () => {});
-    await until('the problem', () => source.problem() !== null);
+    await until('the problem', () => reported(source));
     expect(source.problem()).toBe(`journal directory ${journal} does not exist; waiting for it to appear`);
     expect((await source.progress()).unread).toBe(false);
     await appendJournal(join(journal, 'system.journal'), entries('one'));
@@ -162,7 +167,7 @@ describe('JournalSource', () => {
     const dir = await dirs.next();
     const source = journalSource(dir, join(dir, 'state'), join(dir, 'no-journalctl'));
     start(source, () => {});
-    await until('the problem', () => source.problem() !== null);
+    await until('the problem', () => reported(source));
     expect(source.problem()).toBe(
       `${join(dir, 'no-journalctl')} not found: the image needs journalctl (package systemd) in PATH; retrying in 0.5 s`,
     );
