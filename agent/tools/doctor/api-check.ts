@@ -79,23 +79,12 @@ export async function checkApi(config: Config, env: Env = process.env): Promise<
     report: { server, credentials, reachable: false, failure, error, version: null, permissions: [] },
     kubeConfig: null,
   });
-  // Outside a pod, the in-cluster configuration names no server at all ("https://undefined:undefined").
-  if (
-    credentials === 'in-cluster' &&
-    env.KUBERNETES_SERVICE_HOST === undefined &&
-    config.kubeApiServer === null
-  ) {
-    return failed(
-      'not_configured',
-      'no API server configured: KUBECONFIG is not set and this is not a pod (KUBERNETES_SERVICE_HOST is unset)',
-      null,
-    );
-  }
   let kubeConfig: KubeConfig;
   try {
     kubeConfig = loadKubeConfig(config, env);
   } catch (err) {
-    // A ConfigError names the variable or file and what was expected, as `run` reports it.
+    // A ConfigError names the variable or file and what was expected (outside a pod without KUBECONFIG,
+    // plain http the client refuses, ...), as `run` reports it.
     const detail =
       err instanceof ConfigError ? err.problems.join('; ') : `cannot load KUBECONFIG: ${describeError(err)}`;
     return failed('not_configured', printable(detail), null);
