@@ -340,7 +340,8 @@ export class FileSource implements LogSource {
     const found = await inspect(this.path).catch(() => null);
     const current = this.current;
     let unread = false;
-    if (found?.kind === 'file') {
+    // While the source says why it cannot read (or has not started), readiness fails on that already.
+    if (this.problemText === null && found?.kind === 'file') {
       unread =
         current !== null && sameFile(found.id, current.id) ? found.size > current.readOffset : found.size > 0;
     }

@@ -67,7 +67,7 @@ describe('FileSource', () => {
     await writeFile(path, 'one\ntwo\n');
     const source = fileSource(path, join(dir, 'state'));
     expect(source.problem()).toBe(NOT_STARTED);
-    expect(await source.progress()).toEqual({ taken: 0, unread: true });
+    expect(await source.progress()).toEqual({ taken: 0, unread: false });
 
     const handler = gate();
     start(source, handler.handle);
