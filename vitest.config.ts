@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 const integration = [
   'test/controlplane.test.ts',
   'test/e2e/**/*.test.ts',
-  'test/kube/**/*.test.ts',
+  'test/kube/list-watch.test.ts',
   'test/locator/*watch*.test.ts',
   'test/events/writer.test.ts',
   'test/events/writer-api.test.ts',

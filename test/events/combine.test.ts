@@ -9,8 +9,8 @@ import {
 } from '../../agent/events/combine.ts';
 import { combinedSubject, dropMessage } from '../../agent/events/message.ts';
 import { SideEvents } from '../../agent/events/sides.ts';
-import type { DropSide, EventIntent, EventSink, PacketDrop } from '../../agent/types.ts';
-import { drop, icmpDrop, MINUTE, pod, T0 } from '../pipeline/fixtures.ts';
+import type { DropSide, EventIntent, PacketDrop } from '../../agent/types.ts';
+import { drop, icmpDrop, MINUTE, pod, RecordingSink, T0 } from '../pipeline/fixtures.ts';
 
 const victim = pod({ name: 'web-0', uid: 'uid-web-0', ips: ['10.4.0.16'] });
 const RECEIVE = 'Packet dropped when receiving traffic from';
@@ -222,16 +222,6 @@ describe('Combiner', () => {
 });
 
 describe('SideEvents', () => {
-  class Recorder implements EventSink {
-    readonly intents: EventIntent[] = [];
-    busy = false;
-    submit(intent: EventIntent): void {
-      this.intents.push(intent);
-    }
-    overloaded(): boolean {
-      return this.busy;
-    }
-  }
   const side = (d: PacketDrop): DropSide => ({
     drop: d,
     pod: victim,
@@ -241,7 +231,7 @@ describe('SideEvents', () => {
   });
 
   it('hands each side to the sink as an intent, combining sooner while the sink is overloaded', () => {
-    const sink = new Recorder();
+    const sink = new RecordingSink();
     const sides = new SideEvents(sink, 2 * MINUTE);
     sides.submit(side(scan(0)));
     sides.submit(side(scan(1)));
@@ -256,12 +246,12 @@ describe('SideEvents', () => {
   });
 
   it('saves what it combined, and a successor restored from it sends re-read sides to the same Events', () => {
-    const before = new Recorder();
+    const before = new RecordingSink();
     const first = new SideEvents(before, 2 * MINUTE);
     for (let n = 0; n < 20; n++) first.submit(side(scan(n)));
     const saved: unknown = JSON.parse(JSON.stringify(first.combining()));
     if (!isCombinerState(saved)) throw new Error('saved state not recognised');
-    const after = new Recorder();
+    const after = new RecordingSink();
     const second = new SideEvents(after, 2 * MINUTE, saved);
     second.submit(side(scan(15, { time: T0 + 115 })));
     expect(after.intents.map((i) => [i.combined, i.subject])).toEqual([[true, before.intents[15]?.subject]]);

@@ -1,7 +1,7 @@
 import type { Counter } from 'prom-client';
 import { type Config, loadConfig } from '../../agent/config.ts';
 import type { PodState } from '../../agent/locator/pod-index.ts';
-import type { PacketDrop, PodRef } from '../../agent/types.ts';
+import type { EventIntent, EventSink, PacketDrop, PodRef } from '../../agent/types.ts';
 
 export const T0 = Date.parse('2024-04-05T20:41:42Z');
 export const MINUTE = 60_000;
@@ -86,4 +86,16 @@ export async function value(counter: Counter, labels: Record<string, string> = {
   const { values } = await counter.get();
   const match = values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
   return match?.value ?? 0;
+}
+
+/** The sink of Events in pipeline tests: keeps every intent; `busy` plays an overloaded writer. */
+export class RecordingSink implements EventSink {
+  readonly intents: EventIntent[] = [];
+  busy = false;
+  submit(intent: EventIntent): void {
+    this.intents.push(intent);
+  }
+  overloaded(): boolean {
+    return this.busy;
+  }
 }

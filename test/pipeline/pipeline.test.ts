@@ -8,7 +8,7 @@ import { LATE_POD_WINDOW_MS, LatePods } from '../../agent/locator/late-pods.ts';
 import { PodDirectory } from '../../agent/locator/pod-directory.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { Pipeline } from '../../agent/pipeline.ts';
-import type { EventIntent, EventSink, PacketDrop } from '../../agent/types.ts';
+import type { EventSink, PacketDrop } from '../../agent/types.ts';
 import {
   calicoNode,
   client,
@@ -19,22 +19,12 @@ import {
   NODE_A,
   NODE_B,
   notRunning,
+  RecordingSink,
   running,
   server,
   T0,
   value,
 } from './fixtures.ts';
-
-class Recorder implements EventSink {
-  readonly intents: EventIntent[] = [];
-  busy = false;
-  submit(intent: EventIntent): void {
-    this.intents.push(intent);
-  }
-  overloaded(): boolean {
-    return this.busy;
-  }
-}
 
 /** The events room's entrance, as the agent wires it: sides combined into intents for the sink. */
 function sides(sink: EventSink, settings: Config): SideEvents {
@@ -46,7 +36,7 @@ function setup(env: Record<string, string> = {}, freshness?: IndexFreshness) {
   locator.pods.upsert(running(client, ['10.128.0.2']));
   locator.pods.upsert(running(server, ['10.128.0.3']));
   locator.pods.upsert(running(calicoNode));
-  const sink = new Recorder();
+  const sink = new RecordingSink();
   const metrics = new Metrics();
   const settings = config(env);
   const pipeline = new Pipeline({
@@ -356,7 +346,7 @@ describe('Pipeline while the pod index is behind', () => {
 describe('Pipeline locating addresses', () => {
   it('looks each address of a drop up once, at the drop time, and names and posts from that answer', () => {
     const { locator } = setup();
-    const recorder = new Recorder();
+    const recorder = new RecordingSink();
     const asked: string[] = [];
     const counting = {
       locate: (ip: string, at: number) => {
