@@ -186,7 +186,11 @@ export async function main(argv: string[]): Promise<number> {
   if (values.journal !== undefined && positionals.length > 0) {
     throw new UsageError('--journal reads a journal directory and takes no FILE arguments');
   }
-  const config = loadConfig(process.env, { uses: PARSE_VARIABLES });
+  // --prefix replaces IPTABLES_LOG_PREFIX, so a bad value there must not stop the command.
+  const uses = PARSE_VARIABLES.filter(
+    (name) => values.prefix === undefined || name !== 'IPTABLES_LOG_PREFIX',
+  );
+  const config = loadConfig(process.env, { uses });
   const prefix = values.prefix ?? config.logPrefix;
   if (normalizePrefix(prefix) === '') {
     throw new UsageError('--prefix: expected the iptables --log-prefix text, e.g. calico-packet');

@@ -150,6 +150,13 @@ describe('parse command', () => {
     expect(jsonLines(fromFlag.stdout)).toMatchObject([{ prefix: 'DROP', in: 'cali6e7bb88b982' }]);
     expect(jsonLines(fromEnv.stdout)).toMatchObject([{ prefix: 'DROP' }]);
     expect(otherwise.stdout).toBe('');
+    const badEnv = await parseCommand(['--prefix', 'DROP'], {
+      input: glued,
+      env: { IPTABLES_LOG_PREFIX: ' : ' },
+    });
+    expect(badEnv.code).toBe(0);
+    expect(jsonLines(badEnv.stdout)).toMatchObject([{ prefix: 'DROP' }]);
+    expect((await parseCommand([], { input: glued, env: { IPTABLES_LOG_PREFIX: ' : ' } })).code).toBe(2);
   });
 
   it('tries PACKET_DROP_LOG_TIME_LAYOUT before the built-in styles', async () => {
