@@ -15,7 +15,7 @@ import { Metrics } from '../metrics.ts';
 import { createParser } from '../parser/parse.ts';
 import { Pipeline } from '../pipeline.ts';
 import { boundPort, startServer } from '../server.ts';
-import { Checkpoint } from '../sources/checkpoint.ts';
+import { CheckpointDirectory } from '../sources/checkpoint.ts';
 import { FileSource } from '../sources/file.ts';
 import { JournalSource } from '../sources/journal.ts';
 import type { HandledBatch, LogSource } from '../sources/source.ts';
@@ -60,9 +60,14 @@ function loadSettings(env: Env): { config: Config; kubeConfig: KubeConfig } {
   return { config, kubeConfig };
 }
 
-function createSource(config: Config, log: Logger, metrics: Metrics): LogSource {
+function createSource(
+  config: Config,
+  checkpoints: CheckpointDirectory,
+  log: Logger,
+  metrics: Metrics,
+): LogSource {
   const source = requireOneSource(config);
-  const common = { checkpointDirectory: config.checkpointDirectory, log, metrics };
+  const common = { checkpoints, log, metrics };
   return source.kind === 'journal'
     ? new JournalSource({ ...common, directory: source.path, expirationMs: config.expirationMs })
     : new FileSource({ ...common, path: source.path, pollIntervalMs: config.watchIntervalMs });
@@ -75,7 +80,8 @@ export async function main(argv: string[]): Promise<number> {
   const { config, kubeConfig } = loadSettings(process.env);
   const log = createLogger(config.logLevel);
   const metrics = new Metrics({ defaultMetrics: true });
-  const source = createSource(config, log, metrics);
+  const checkpoints = new CheckpointDirectory(config.checkpointDirectory, log);
+  const source = createSource(config, checkpoints, log, metrics);
 
   const directory = new PodDirectory(metrics.podIpConflicts);
   const counted = (resource: string) => ({
@@ -93,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     createNodeWatch({ kubeConfig, sink: directory.nodes, ...counted('nodes') }),
   ];
   const writer = new EventWriter({ kubeConfig, config, metrics, log });
-  const combining = new Checkpoint<CombinerState>(config.checkpointDirectory, COMBINING_FILE, log);
+  const combining = checkpoints.checkpoint<CombinerState>(COMBINING_FILE);
   const saved = await combining.load(isCombinerState);
   const sides = new SideEvents(writer, config.repeatIntervalMs, saved ?? undefined);
   const pipeline = new Pipeline({

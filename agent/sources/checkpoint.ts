@@ -2,15 +2,38 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 
-/**
- * Directories already reported unusable: the agent keeps several checkpoints in one directory, and a
- * CHECKPOINT_DIRECTORY that names a file (or cannot be written) is one problem, worth one warning.
- */
-const unusableDirectories = new Set<string>();
-
 function reason(err: unknown): string {
   const { code, message } = err as NodeJS.ErrnoException;
   return code ?? message;
+}
+
+/**
+ * CHECKPOINT_DIRECTORY, made once per process: the agent keeps several checkpoints in it, and a directory
+ * that names a file (or cannot be written) is one problem, worth one warning however many use it.
+ */
+export class CheckpointDirectory {
+  readonly path: string;
+  readonly log: Logger;
+  private reported = false;
+
+  constructor(path: string, log: Logger) {
+    this.path = path;
+    this.log = log;
+  }
+
+  checkpoint<T>(name: string): Checkpoint<T> {
+    return new Checkpoint<T>(this, name);
+  }
+
+  /** Called by a checkpoint that found the directory unusable. */
+  unusable(err: unknown): void {
+    if (this.reported) return;
+    this.reported = true;
+    this.log.warn(
+      { directory: this.path, reason: reason(err) },
+      'checkpoint directory is not a writable directory; running without checkpoints (set CHECKPOINT_DIRECTORY)',
+    );
+  }
 }
 
 /**
@@ -18,15 +41,13 @@ function reason(err: unknown): string {
  * or the new checkpoint, never a torn one. An unwritable directory costs one warning, not the agent.
  */
 export class Checkpoint<T> {
-  private readonly directory: string;
+  private readonly directory: CheckpointDirectory;
   private readonly file: string;
-  private readonly log: Logger;
   private disabled = false;
 
-  constructor(directory: string, name: string, log: Logger) {
+  constructor(directory: CheckpointDirectory, name: string) {
     this.directory = directory;
-    this.file = join(directory, name);
-    this.log = log;
+    this.file = join(directory.path, name);
   }
 
   async load(isValid: (value: unknown) => value is T): Promise<T | null> {
@@ -38,7 +59,7 @@ export class Checkpoint<T> {
       // Not a directory: CHECKPOINT_DIRECTORY (or a parent) is a file, so no checkpoint can be saved either.
       if (code === 'ENOTDIR') this.disable(err);
       else if (code !== 'ENOENT') {
-        this.log.warn(
+        this.directory.log.warn(
           { file: this.file, reason: reason(err) },
           'cannot read checkpoint; starting without it',
         );
@@ -51,7 +72,7 @@ export class Checkpoint<T> {
     } catch {
       // fall through: a corrupt checkpoint is reported like an invalid one
     }
-    this.log.warn({ file: this.file }, 'checkpoint is not valid; starting without it');
+    this.directory.log.warn({ file: this.file }, 'checkpoint is not valid; starting without it');
     return null;
   }
 
@@ -59,7 +80,7 @@ export class Checkpoint<T> {
     if (this.disabled) return;
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
-      await mkdir(this.directory, { recursive: true });
+      await mkdir(this.directory.path, { recursive: true });
       await writeFile(tmp, JSON.stringify(value));
       await rename(tmp, this.file);
     } catch (err) {
@@ -69,12 +90,7 @@ export class Checkpoint<T> {
 
   private disable(err: unknown): void {
     this.disabled = true;
-    if (unusableDirectories.has(this.directory)) return;
-    unusableDirectories.add(this.directory);
-    this.log.warn(
-      { directory: this.directory, reason: reason(err) },
-      'checkpoint directory is not a writable directory; running without checkpoints (set CHECKPOINT_DIRECTORY)',
-    );
+    this.directory.unusable(err);
   }
 }
 

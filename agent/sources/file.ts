@@ -45,7 +45,7 @@ import { LineSplitter, linesOf, MAX_LINE_LENGTH, NEWLINE } from '../lines.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
-import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
+import { type CheckpointDirectory, ThrottledCheckpoint } from './checkpoint.ts';
 import { type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
@@ -64,7 +64,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export interface FileSourceOptions {
   path: string;
-  checkpointDirectory: string;
+  checkpoints: CheckpointDirectory;
   /** How often to look for changes fs.watch did not report. */
   pollIntervalMs: number;
   log: Logger;
@@ -312,7 +312,7 @@ export class FileSource implements LogSource {
     this.log = options.log;
     this.metrics = options.metrics;
     this.checkpoint = new ThrottledCheckpoint(
-      new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
+      options.checkpoints.checkpoint(CHECKPOINT_FILE),
       CHECKPOINT_INTERVAL_MS,
     );
   }

@@ -22,7 +22,7 @@ import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
 import { type Logger, ThrottledWarning } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
-import { Checkpoint, ThrottledCheckpoint } from './checkpoint.ts';
+import { type CheckpointDirectory, ThrottledCheckpoint } from './checkpoint.ts';
 import { type ExportEntry, ExportReader, isCursor } from './journal-export.ts';
 import {
   DEFAULT_JOURNALCTL,
@@ -62,7 +62,7 @@ function directoryIdentity(directory: string): string | null {
 
 export interface JournalSourceOptions {
   directory: string;
-  checkpointDirectory: string;
+  checkpoints: CheckpointDirectory;
   /** Without a checkpoint, reading starts this long before now, so recent drops are not lost. */
   expirationMs: number;
   log: Logger;
@@ -127,7 +127,7 @@ export class JournalSource implements LogSource {
     this.journalctl = options.journalctl ?? DEFAULT_JOURNALCTL;
     this.now = options.now ?? Date.now;
     this.checkpoint = new ThrottledCheckpoint(
-      new Checkpoint(options.checkpointDirectory, CHECKPOINT_FILE, options.log),
+      options.checkpoints.checkpoint(CHECKPOINT_FILE),
       CHECKPOINT_INTERVAL_MS,
     );
     this.overlongWarning = new ThrottledWarning(

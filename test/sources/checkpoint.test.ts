@@ -2,13 +2,13 @@
 // on a real checkpoint file in a temp dir. The promises stand for the event writer's receipts: a batch's
 // position may be saved only once it and every earlier batch settled.
 
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  Checkpoint,
+  CheckpointDirectory,
   MAX_UNSETTLED,
   SettledPositions,
   ThrottledCheckpoint,
@@ -169,7 +169,7 @@ describe('SettledPositions: in order, in bounded memory', () => {
 function numbers() {
   const dir = join(root, `case-${++cases}`);
   const checkpoint = new ThrottledCheckpoint<number>(
-    new Checkpoint(dir, 'n.json', pino({ level: 'silent' })),
+    new CheckpointDirectory(dir, pino({ level: 'silent' })).checkpoint<number>('n.json'),
     60_000,
   );
   const saved = async (): Promise<number | null> => {
@@ -217,5 +217,38 @@ describe('ThrottledCheckpoint: settled batches only', () => {
     expect(await saved()).toBe(2);
     later.open();
     expect(await saved()).toBe(3);
+  });
+});
+
+describe('CheckpointDirectory: one warning per unusable directory', () => {
+  it('warns once for all of its checkpoints when it names a file, and saves nothing', async () => {
+    const file = join(root, `case-${++cases}`);
+    await writeFile(file, 'not a directory');
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+    const directory = new CheckpointDirectory(file, log);
+    const cursor = directory.checkpoint<number>('cursor.json');
+    const combining = directory.checkpoint<number>('combining.json');
+    expect(await cursor.load((value): value is number => typeof value === 'number')).toBeNull();
+    await cursor.save(1);
+    await combining.save(2);
+    await combining.save(3);
+    expect(warnings).toHaveLength(1);
+    expect(JSON.parse(warnings[0]!)).toMatchObject({ directory: file, reason: 'ENOTDIR' });
+    expect(await readFile(file, 'utf8')).toBe('not a directory');
+  });
+
+  it('warns nothing while its checkpoints load and save', async () => {
+    const dir = join(root, `case-${++cases}`);
+    const warnings: string[] = [];
+    const directory = new CheckpointDirectory(
+      dir,
+      pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) }),
+    );
+    await directory.checkpoint<number>('n.json').save(7);
+    expect(await directory.checkpoint<number>('n.json').load((v): v is number => typeof v === 'number')).toBe(
+      7,
+    );
+    expect(warnings).toEqual([]);
   });
 });

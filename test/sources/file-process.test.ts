@@ -20,15 +20,17 @@ const DEADLINE_MS = 10_000;
 const SCRIPT = `
 import { pino } from 'pino';
 import { Metrics } from './agent/metrics.ts';
+import { CheckpointDirectory } from './agent/sources/checkpoint.ts';
 import { FileSource } from './agent/sources/file.ts';
 
 const print = (value) => process.stdout.write(JSON.stringify(value) + '\\n');
 const metrics = new Metrics();
+const log = pino({ level: 'silent' });
 const source = new FileSource({
   path: process.env.FILE_PATH,
-  checkpointDirectory: process.env.STATE_DIR,
+  checkpoints: new CheckpointDirectory(process.env.STATE_DIR, log),
   pollIntervalMs: 50,
-  log: pino({ level: 'silent' }),
+  log,
   metrics,
 });
 let reported = '';

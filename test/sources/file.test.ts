@@ -29,6 +29,7 @@ import { isExpired } from '../../agent/filters/expiry.ts';
 import { MAX_LINE_LENGTH } from '../../agent/lines.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { createParser } from '../../agent/parser/parse.ts';
+import { CheckpointDirectory } from '../../agent/sources/checkpoint.ts';
 import { FileSource, type FileSourceOptions, READ_BACK_BYTES } from '../../agent/sources/file.ts';
 import type { RecordHandler } from '../../agent/sources/source.ts';
 import type { LogRecord } from '../../agent/types.ts';
@@ -100,7 +101,7 @@ class Tail {
     );
     this.source = new FileSource({
       path: c.path,
-      checkpointDirectory: c.checkpoints,
+      checkpoints: new CheckpointDirectory(c.checkpoints, log),
       pollIntervalMs: NO_POLL_MS,
       log,
       metrics: this.metrics,
@@ -330,7 +331,8 @@ describe('FileSource: following a file', () => {
 
   it('rejects a poll interval that is not a positive integer', async () => {
     const c = await newCase();
-    const options = { path: c.path, checkpointDirectory: c.checkpoints, log: pino({ level: 'silent' }) };
+    const log = pino({ level: 'silent' });
+    const options = { path: c.path, checkpoints: new CheckpointDirectory(c.checkpoints, log), log };
     const metrics = new Metrics();
     expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0 })).toThrow(RangeError);
     expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0.5 })).toThrow(RangeError);

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../agent/log.ts';
 import { Metrics } from '../../agent/metrics.ts';
 import { createParser } from '../../agent/parser/parse.ts';
+import { CheckpointDirectory } from '../../agent/sources/checkpoint.ts';
 import { JournalSource, type JournalSourceOptions } from '../../agent/sources/journal.ts';
 import { readJournalOnce } from '../../agent/tools/bulk/journal-read.ts';
 import type { LogRecord } from '../../agent/types.ts';
@@ -89,11 +90,13 @@ class Following {
     options: Partial<JournalSourceOptions> & { directory: string; checkpointDirectory: string },
     settle?: (batch: readonly LogRecord[]) => Promise<void> | undefined,
   ) {
+    const { checkpointDirectory, ...rest } = options;
     this.source = new JournalSource({
       expirationMs: EXPIRATION_MS,
       log: this.logger.log,
       metrics: this.metrics,
-      ...options,
+      checkpoints: new CheckpointDirectory(checkpointDirectory, this.logger.log),
+      ...rest,
     });
     this.done = this.source.run((batch) => {
       const at = performance.now();
@@ -590,7 +593,7 @@ describe('JournalSource', () => {
     const metrics = new Metrics();
     const source = new JournalSource({
       directory: dir,
-      checkpointDirectory: join(dir, 'state'),
+      checkpoints: new CheckpointDirectory(join(dir, 'state'), pino({ level: 'silent' })),
       expirationMs: EXPIRATION_MS,
       log: pino({ level: 'silent' }),
       metrics,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Metrics } from '../../agent/metrics.ts';
+import { CheckpointDirectory } from '../../agent/sources/checkpoint.ts';
 import { FileSource } from '../../agent/sources/file.ts';
 import { JournalSource } from '../../agent/sources/journal.ts';
 import { type LogSource, NOT_STARTED, type RecordHandler } from '../../agent/sources/source.ts';
@@ -59,7 +60,13 @@ function start(source: LogSource, handle: RecordHandler): void {
 
 describe('FileSource', () => {
   const fileSource = (path: string, state: string) =>
-    new FileSource({ path, checkpointDirectory: state, pollIntervalMs: 20, log, metrics: new Metrics() });
+    new FileSource({
+      path,
+      checkpoints: new CheckpointDirectory(state, log),
+      pollIntervalMs: 20,
+      log,
+      metrics: new Metrics(),
+    });
 
   it('sees input it has not taken: before reading, and while its handler holds a batch', async () => {
     const dir = await dirs.next();
@@ -119,7 +126,7 @@ describe('JournalSource', () => {
   const journalSource = (directory: string, state: string, journalctl?: string) =>
     new JournalSource({
       directory,
-      checkpointDirectory: state,
+      checkpoints: new CheckpointDirectory(state, log),
       expirationMs: 10 * 60_000,
       log,
       metrics: new Metrics(),
