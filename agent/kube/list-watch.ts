@@ -14,7 +14,7 @@ export interface ListWatchSink<T> {
   remove(item: T): void;
 }
 
-export interface ListWatchStats {
+export interface ListWatchCounters {
   /** Successful full lists, the first one included. */
   lists: number;
   /** Full lists after the first: the watch could not resume (410 Gone) or the sink failed. */
@@ -37,7 +37,7 @@ export interface ListWatchTuning {
   /** Gives up on one list page after this long. */
   listTimeoutMs?: number;
   /** Called on every counter increment, for metrics. */
-  onCount?: (counter: keyof ListWatchStats) => void;
+  onCount?: (counter: keyof ListWatchCounters) => void;
 }
 
 export interface ListWatchOptions<T> extends ListWatchTuning {
@@ -129,7 +129,8 @@ export class ListWatch<T> {
   private readonly backoff: Backoff;
   private readonly watcher: Watch;
   private readonly abort = new AbortController();
-  private readonly counters: ListWatchStats = { lists: 0, relists: 0, watches: 0, reconnects: 0, events: 0 };
+  /** Successful full lists: every one after the first is a relist. */
+  private lists = 0;
   private readonly syncWaiters = new Set<() => void>();
   private resourceVersion = '';
   /** performance.now() when the open watch connected; undefined while none is open. */
@@ -152,7 +153,7 @@ export class ListWatch<T> {
 
   /** True once the first full list has reached the sink. */
   synced(): boolean {
-    return this.counters.lists > 0;
+    return this.lists > 0;
   }
 
   /**
@@ -193,12 +194,7 @@ export class ListWatch<T> {
     await this.loop;
   }
 
-  stats(): Readonly<ListWatchStats> {
-    return { ...this.counters };
-  }
-
-  private count(counter: keyof ListWatchStats): void {
-    this.counters[counter]++;
+  private count(counter: keyof ListWatchCounters): void {
     this.options.onCount?.(counter);
   }
 
@@ -294,7 +290,7 @@ export class ListWatch<T> {
     this.resourceVersion = listed.resourceVersion;
     this.markHealthy();
     this.count('lists');
-    if (this.counters.lists > 1) this.count('relists');
+    if (++this.lists > 1) this.count('relists');
     else this.announceSync(listed.items.length, listed.pages, performance.now() - started);
     return { kind: 'listed' };
   }

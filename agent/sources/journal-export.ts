@@ -139,8 +139,6 @@ function emptyEntry(): ExportEntry {
 }
 
 export class ExportReader {
-  /** Problems found so far; each also went to onError. */
-  errors = 0;
   private readonly onError: (reason: ExportError) => void;
 
   private state = NAME;
@@ -459,7 +457,6 @@ export class ExportReader {
    * `afterNewline` says whether the byte before `resumeAt` ended a line.
    */
   private fail(reason: ExportError, afterNewline: boolean, resumeAt: number): number {
-    this.errors++;
     this.onError(reason);
     this.startEntry();
     this.nameLength = 0;
