@@ -24,6 +24,7 @@ import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 import { type CheckpointDirectory, ThrottledCheckpoint } from './checkpoint.ts';
 import { type ExportEntry, ExportReader, isCursor } from './journal-export.ts';
+import { journalTails } from './journal-files.ts';
 import {
   DEFAULT_JOURNALCTL,
   describeExit,
@@ -118,6 +119,11 @@ export class JournalSource implements LogSource {
   private problemText: string | null = NOT_STARTED;
   /** Entries journalctl printed so far (stall detection). */
   private taken = 0;
+  /**
+   * The journal files' tails when a look last found nothing unread: while they stay the same, nothing was
+   * appended since, and a look needs no journalctl of its own (one every 10 s on every node otherwise).
+   */
+  private caughtUpTails: string | null = null;
 
   constructor(options: JournalSourceOptions) {
     this.directory = options.directory;
@@ -159,7 +165,12 @@ export class JournalSource implements LogSource {
   }
 
   async progress(): Promise<SourceProgress> {
-    const unread = this.problemText === null && !this.stopping && (await this.hasUnread());
+    if (this.problemText !== null || this.stopping) return { taken: this.taken, unread: false };
+    // Read before asking, so entries appended meanwhile make the next look ask again.
+    const tails = await journalTails(this.directory);
+    if (tails !== null && tails === this.caughtUpTails) return { taken: this.taken, unread: false };
+    const unread = await this.hasUnread();
+    if (!unread) this.caughtUpTails = tails;
     return { taken: this.taken, unread };
   }
 

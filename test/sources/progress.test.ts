@@ -11,7 +11,7 @@ import { FileSource } from '../../agent/sources/file.ts';
 import { JournalSource } from '../../agent/sources/journal.ts';
 import { type LogSource, NOT_STARTED, type RecordHandler } from '../../agent/sources/source.ts';
 import { caseDirs } from '../support/case-dirs.ts';
-import { appendJournal } from '../support/journal.ts';
+import { appendJournal, journalctlSpy } from '../support/journal.ts';
 
 const dirs = caseDirs('source-progress');
 const log = pino({ level: 'silent' });
@@ -178,5 +178,36 @@ describe('JournalSource', () => {
     expect(source.problem()).toBe(
       `${join(dir, 'no-journalctl')} not found: the image needs journalctl (package systemd) in PATH; retrying in 0.5 s`,
     );
+  });
+});
+
+describe('JournalSource looks', () => {
+  it('ask journalctl again only once the journal files changed since it last found nothing unread', async () => {
+    const dir = await dirs.next();
+    const journal = join(dir, 'journal');
+    const file = join(journal, 'system.journal');
+    await appendJournal(file, [{ message: 'one' }]);
+    const spy = await journalctlSpy(dir);
+    const source = new JournalSource({
+      directory: journal,
+      checkpoints: new CheckpointDirectory(join(dir, 'state'), log),
+      expirationMs: 10 * 60_000,
+      log,
+      metrics: new Metrics(),
+      journalctl: spy.path,
+    });
+    start(source, () => {});
+    await until('the entry read', async () => (await source.progress()).taken === 1);
+    // The look that saw the entry arrive may have found it unread; this one finds nothing.
+    expect(await source.progress()).toEqual({ taken: 1, unread: false });
+    const runs = (await spy.runs()).length;
+    for (let i = 0; i < 3; i++) expect(await source.progress()).toEqual({ taken: 1, unread: false });
+    expect((await spy.runs()).length).toBe(runs);
+
+    await appendJournal(file, [{ message: 'two', transport: 'syslog' }]);
+    expect(await source.progress()).toEqual({ taken: 1, unread: false });
+    expect((await spy.runs()).length).toBe(runs + 1);
+    expect(await source.progress()).toEqual({ taken: 1, unread: false });
+    expect((await spy.runs()).length).toBe(runs + 1);
   });
 });

@@ -8,29 +8,10 @@
  * those not yet due are read ahead into memory up to a limit, beyond which their journalctl waits.
  */
 
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { isCursor } from '../../sources/journal-export.ts';
-
-/** `/var/log/journal` keeps each machine's files in a directory named by its machine ID. */
-const MACHINE_ID_DIRECTORY = /^[0-9a-f]{32}$/;
-/** Active (`.journal`) and damaged-then-set-aside (`.journal~`) files: journalctl reads both. */
-const JOURNAL_FILE = /\.journal~?$/;
-
-/** The journal files journalctl reads in a directory: those in it and in machine-ID subdirectories. */
-export async function journalFilePaths(directory: string): Promise<string[]> {
-  const files: string[] = [];
-  for (const entry of await readdir(directory, { withFileTypes: true })) {
-    if (entry.isFile() && JOURNAL_FILE.test(entry.name)) files.push(join(directory, entry.name));
-    if (entry.isDirectory() && MACHINE_ID_DIRECTORY.test(entry.name)) {
-      const sub = join(directory, entry.name);
-      const names = await readdir(sub).catch(() => []);
-      files.push(...names.filter((name) => JOURNAL_FILE.test(name)).map((name) => join(sub, name)));
-    }
-  }
-  return files;
-}
+import { journalFilePaths } from '../../sources/journal-files.ts';
 
 /** Bytes of journal files in the directory; 0 when it cannot be read (the read itself will say why). */
 export async function journalBytes(directory: string): Promise<number> {

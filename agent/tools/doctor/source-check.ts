@@ -12,7 +12,7 @@ import { createParser } from '../../parser/parse.ts';
 import { normalizePrefix } from '../../parser/prefix.ts';
 import { createStampParser } from '../../parser/timestamp.ts';
 import { READ_BACK_BYTES } from '../../sources/file.ts';
-import { journalFilePaths } from '../bulk/journal-parts.ts';
+import { journalFilePaths } from '../../sources/journal-files.ts';
 import { readJournalOnce } from '../bulk/journal-read.ts';
 import { CensusTally, printable } from './census.ts';
 import type { LineCensus, SourceReport } from './types.ts';
