@@ -117,6 +117,8 @@ export class JournalSource implements LogSource {
   private readonly malformedWarning: ThrottledWarning;
   /** Why the journal is not being read, until journalctl runs (readiness). */
   private problemText: string | null = NOT_STARTED;
+  /** When journalctl is started again after it failed (this.now() ms); null while no retry waits. */
+  private retryAt: number | null = null;
   /** Entries journalctl printed so far (stall detection). */
   private taken = 0;
   /**
@@ -161,7 +163,10 @@ export class JournalSource implements LogSource {
   }
 
   problem(): string | null {
-    return this.problemText;
+    if (this.problemText === null || this.retryAt === null) return this.problemText;
+    // Counted down at each ask, so /readyz never shows a wait that already passed.
+    const seconds = Math.max(0, this.retryAt - this.now()) / 1000;
+    return `${this.problemText}; ${seconds > 0 ? `retrying in ${seconds.toFixed(1)} s` : 'retrying now'}`;
   }
 
   async progress(): Promise<SourceProgress> {
@@ -238,6 +243,7 @@ export class JournalSource implements LogSource {
     this.missingReported = true;
     this.metrics.sourceErrors.inc({ reason: 'directory_missing' });
     this.problemText = `journal directory ${this.directory} does not exist; waiting for it to appear`;
+    this.retryAt = null;
     this.log.warn({ directory: this.directory }, this.problemText);
   }
 
@@ -359,8 +365,10 @@ export class JournalSource implements LogSource {
   }
 
   private reportExit(exit: Exit, backoffMs: number): void {
-    const message = `${describeExit(exit, this.journalctl)}; retrying in ${backoffMs / 1000} s`;
-    this.problemText = message;
+    const problem = describeExit(exit, this.journalctl);
+    const message = `${problem}; retrying in ${backoffMs / 1000} s`;
+    this.problemText = problem;
+    this.retryAt = this.now() + backoffMs;
     if (exit.kind === 'error') {
       this.metrics.sourceErrors.inc({
         reason: exit.error.code === 'ENOENT' ? 'journalctl_missing' : 'journalctl_spawn_failed',

@@ -170,14 +170,26 @@ describe('JournalSource', () => {
     await until('reading', async () => source.problem() === null && (await source.progress()).taken === 1);
   });
 
-  it('says journalctl is missing', async () => {
+  it('says journalctl is missing, and counts down to the next try', async () => {
     const dir = await dirs.next();
-    const source = journalSource(dir, join(dir, 'state'), join(dir, 'no-journalctl'));
+    let now = 1_000_000;
+    const source = new JournalSource({
+      directory: dir,
+      checkpoints: new CheckpointDirectory(join(dir, 'state'), log),
+      expirationMs: 10 * 60_000,
+      log,
+      metrics: new Metrics(),
+      journalctl: join(dir, 'no-journalctl'),
+      now: () => now,
+    });
     start(source, () => {});
     await until('the problem', () => reported(source));
-    expect(source.problem()).toBe(
-      `${join(dir, 'no-journalctl')} not found: the image needs journalctl (package systemd) in PATH; retrying in 0.5 s`,
-    );
+    const missing = `${join(dir, 'no-journalctl')} not found: the image needs journalctl (package systemd) in PATH`;
+    expect(source.problem()).toBe(`${missing}; retrying in 0.5 s`);
+    now += 300;
+    expect(source.problem()).toBe(`${missing}; retrying in 0.2 s`);
+    now += 200;
+    expect(source.problem()).toBe(`${missing}; retrying now`);
   });
 });
 
