@@ -115,6 +115,22 @@ class Reader {
   }
 }
 
+/** The API refuses an Event whose reason is longer. */
+const MAX_REASON_LENGTH = 128;
+const QUALIFIED_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * An Event with an event time (every Event this agent writes) names its reporting controller by a qualified
+ * name, `[prefix/]name`: the API refuses any other, so a bad value must stop the agent at start, not every write.
+ */
+function isQualifiedName(value: string): boolean {
+  const slash = value.indexOf('/');
+  if (slash < 0) return QUALIFIED_NAME.test(value);
+  const prefix = value.slice(0, slash);
+  return prefix.length <= 253 && DNS_SUBDOMAIN.test(prefix) && QUALIFIED_NAME.test(value.slice(slash + 1));
+}
+
 /**
  * An absolute http(s) URL with a host and nothing after the path. Whether plain http is accepted depends on
  * the credentials (the client allows it only with insecure-skip-tls-verify): agent/kube/client.ts checks that.
@@ -202,7 +218,19 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
   }
   // The original fell back to its default for an empty reason too; an Event with a blank reason is useless.
   const eventReason = env.KUBE_EVENT_DISPLAY_REASON ?? 'PacketDrop';
-  if (eventReason.trim() === '') r.invalid('KUBE_EVENT_DISPLAY_REASON', 'a word such as PacketDrop');
+  if (eventReason.trim() === '' || eventReason.length > MAX_REASON_LENGTH) {
+    r.invalid(
+      'KUBE_EVENT_DISPLAY_REASON',
+      `a word such as PacketDrop, at most ${MAX_REASON_LENGTH} characters`,
+    );
+  }
+  const eventSourceComponent = r.string('KUBE_EVENT_SOURCE_COMPONENT_NAME', 'kube-iptables-tailer');
+  if (!isQualifiedName(eventSourceComponent)) {
+    r.invalid(
+      'KUBE_EVENT_SOURCE_COMPONENT_NAME',
+      'a Kubernetes qualified name (letters, digits, -, _ and ., up to 63, optionally after a DNS prefix and /) such as kube-iptables-tailer',
+    );
+  }
   const kubeApiServer = r.optional('KUBE_API_SERVER');
   if (kubeApiServer !== null && !isServerUrl(kubeApiServer)) {
     r.invalid('KUBE_API_SERVER', 'the API server as an https:// URL, e.g. https://10.96.0.1:443');
@@ -214,7 +242,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
     podIdentifier,
     podIdentifierLabel,
     eventReason,
-    eventSourceComponent: r.string('KUBE_EVENT_SOURCE_COMPONENT_NAME', 'kube-iptables-tailer'),
+    eventSourceComponent,
     nodeName: r.string('NODE_NAME', ''),
     metricsPort: r.int('METRICS_SERVER_PORT', 9090, 0, 65535),
     expirationMs: r.int('PACKET_DROP_EXPIRATION_MINUTES', 10, 1, 7 * 24 * 60) * 60_000,

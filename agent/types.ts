@@ -61,6 +61,8 @@ export interface EventIntent {
   host: string;
   /** The drop itself, for metrics and retry deadlines. */
   drop: PacketDrop;
+  /** The pod on the other side (the Event's `related`); undefined when it is none, or for a combined Event. */
+  related: PodRef | undefined;
 }
 
 /**
@@ -72,6 +74,8 @@ export interface DropSide {
   pod: PodRef;
   direction: Direction;
   peerName: string;
+  /** The pod on the other side, when it is one. */
+  peer?: PodRef;
   /** Node that saw the drop (source.host). */
   host: string;
 }

@@ -53,7 +53,7 @@ describe('KUBE_EVENT_DISPLAY_REASON', () => {
   it('is rejected empty or blank', () => {
     for (const reason of ['', ' ', '\t']) {
       expect(problems({ ...SOURCE, KUBE_EVENT_DISPLAY_REASON: reason })).toEqual([
-        `KUBE_EVENT_DISPLAY_REASON=${JSON.stringify(reason)}: expected a word such as PacketDrop`,
+        `KUBE_EVENT_DISPLAY_REASON=${JSON.stringify(reason)}: expected a word such as PacketDrop, at most 128 characters`,
       ]);
     }
   });
@@ -61,6 +61,36 @@ describe('KUBE_EVENT_DISPLAY_REASON', () => {
   it('defaults to PacketDrop when unset, and is taken as given otherwise', () => {
     expect(loadConfig(SOURCE).eventReason).toBe('PacketDrop');
     expect(loadConfig({ ...SOURCE, KUBE_EVENT_DISPLAY_REASON: 'Blocked' }).eventReason).toBe('Blocked');
+  });
+
+  it('is rejected longer than the 128 characters the API takes', () => {
+    expect(problems({ ...SOURCE, KUBE_EVENT_DISPLAY_REASON: 'R'.repeat(128) })).toEqual([]);
+    expect(problems({ ...SOURCE, KUBE_EVENT_DISPLAY_REASON: 'R'.repeat(129) })).toHaveLength(1);
+  });
+});
+
+describe('KUBE_EVENT_SOURCE_COMPONENT_NAME', () => {
+  it.each(['kube-iptables-tailer', 'tailer_2', 'example.com/tailer', 'A.b-c', 'x'.repeat(63)])(
+    'accepts the qualified name %j',
+    (name) => {
+      expect(loadConfig({ ...SOURCE, KUBE_EVENT_SOURCE_COMPONENT_NAME: name }).eventSourceComponent).toBe(
+        name,
+      );
+    },
+  );
+
+  it.each([
+    'kube iptables tailer',
+    '-tailer',
+    'tailer.',
+    'x'.repeat(64),
+    'Example.com/tailer',
+    'a/b/c',
+    '/tailer',
+  ])('rejects %j, which the API refuses as reportingComponent', (name) => {
+    expect(problems({ ...SOURCE, KUBE_EVENT_SOURCE_COMPONENT_NAME: name })).toEqual([
+      `KUBE_EVENT_SOURCE_COMPONENT_NAME=${JSON.stringify(name)}: expected a Kubernetes qualified name (letters, digits, -, _ and ., up to 63, optionally after a DNS prefix and /) such as kube-iptables-tailer`,
+    ]);
   });
 });
 
@@ -96,7 +126,7 @@ describe('every problem at once', () => {
     );
     expect(found).toEqual([
       'POD_IDENTIFIER="bogus": expected one of namespace, name, label, name_with_namespace',
-      'KUBE_EVENT_DISPLAY_REASON="": expected a word such as PacketDrop',
+      'KUBE_EVENT_DISPLAY_REASON="": expected a word such as PacketDrop, at most 128 characters',
       'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set: set exactly one (e.g. JOURNAL_DIRECTORY=/var/log/journal)',
       'METRICS_SERVER_PORT="0x10": expected a decimal integer from 0 to 65535',
       'LOG_LEVEL="loud": expected one of trace, debug, info, warn, error, fatal, silent',

@@ -100,9 +100,13 @@ function table(cells: readonly (readonly string[])[]): string {
 
 function format(events: readonly CoreEvent[], output: Output, now: number): string {
   if (output === 'json') {
-    // core/v1 Event plus a top-level namespace, the field the replay contract names.
+    // core/v1 Event plus a top-level namespace, the field the replay contract names, and the message as
+    // events.k8s.io/v1 calls it.
     return events
-      .map((event) => `${JSON.stringify({ namespace: event.metadata.namespace, ...event })}\n`)
+      .map(
+        (event) =>
+          `${JSON.stringify({ namespace: event.metadata.namespace, ...event, note: event.message })}\n`,
+      )
       .join('');
   }
   const header = ['LAST SEEN', 'COUNT', 'NAMESPACE', 'OBJECT', 'TYPE', 'REASON', 'MESSAGE'];

@@ -4,10 +4,11 @@ import {
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
+  V1MicroTime,
 } from '@kubernetes/client-node';
 import { requestSignal } from '../kube/client.ts';
 import { type ApiFailure, type ApiFailureReason, classifyApiError } from '../kube/errors.ts';
-import { type CoreEvent, rfc3339 } from './event.ts';
+import { type CoreEvent, eventSeries, rfc3339 } from './event.ts';
 
 /**
  * The exact log time (epoch ms) of the last drop an Event counts. lastTimestamp keeps whole seconds only,
@@ -28,7 +29,10 @@ export interface EventCount {
 export interface EventApi {
   create(event: CoreEvent, lastDropMs: number): Promise<void>;
   read(namespace: string, name: string): Promise<EventCount>;
-  /** Sets count, lastTimestamp and the last-drop annotation (and the message, when given), leaving the rest as stored. */
+  /**
+   * Sets count, series, lastTimestamp and the last-drop annotation (and the message, when given), leaving the
+   * rest as stored.
+   */
   patch(namespace: string, name: string, counted: EventCount, message?: string): Promise<void>;
 }
 
@@ -113,11 +117,17 @@ export function createEventApi(kubeConfig: KubeConfig, timeoutMs = DEFAULT_REQUE
   };
   return {
     async create(event, lastDropMs) {
+      const { series, ...rest } = event;
       const body: CoreV1Event = {
-        ...event,
+        ...rest,
         metadata: { ...event.metadata, annotations: { [LAST_DROP_ANNOTATION]: String(lastDropMs) } },
         firstTimestamp: new Date(event.firstTimestamp),
         lastTimestamp: new Date(event.lastTimestamp),
+        // client-node writes a V1MicroTime with the six fraction digits the API requires.
+        eventTime: new V1MicroTime(event.eventTime),
+        ...(series === undefined
+          ? {}
+          : { series: { count: series.count, lastObservedTime: new V1MicroTime(series.lastObservedTime) } }),
       };
       await call('create', () =>
         core.createNamespacedEvent({ namespace: event.metadata.namespace, body }, options),
@@ -132,9 +142,11 @@ export function createEventApi(kubeConfig: KubeConfig, timeoutMs = DEFAULT_REQUE
       return { count: event.count ?? 1, lastDropMs: lastDropOf(event) };
     },
     async patch(namespace, name, counted, message) {
+      const series = eventSeries(counted.count, counted.lastDropMs);
       const body = {
         ...(message === undefined ? {} : { message }),
         count: counted.count,
+        ...(series === undefined ? {} : { series }),
         lastTimestamp: rfc3339(counted.lastDropMs),
         metadata: { annotations: { [LAST_DROP_ANNOTATION]: String(counted.lastDropMs) } },
       };

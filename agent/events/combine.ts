@@ -163,7 +163,7 @@ export class Combiner {
 
   /** The side's Event: its own, or a combined one. `overloaded`: the sink's, at this side. */
   intent(dropSide: DropSide, overloaded: boolean): EventIntent {
-    const { drop, pod, direction, peerName, host } = dropSide;
+    const { drop, pod, direction, peerName, peer: related, host } = dropSide;
     const peerIp = direction === 'send' ? drop.dst : drop.src;
     const port = transport(drop);
     const side = `${pod.uid} ${direction}`;
@@ -175,7 +175,7 @@ export class Combiner {
       const combined = this.count(side, members, peerIp, port, example, drop.time);
       const view = { ...viewOf(combined), direction, ports: combined.ports.size, transport: null };
       const subject = combinedSubject(direction, null);
-      return { ...base, message: combinedMessage(view), subject, combined: true };
+      return { ...base, message: combinedMessage(view), subject, combined: true, related: undefined };
     }
     ports.set(port, drop.time);
     const group = `${side} ${port}`;
@@ -185,11 +185,11 @@ export class Combiner {
       const combined = this.count(group, members, peerIp, port, peer(peerName, peerIp), drop.time);
       const view = { ...viewOf(combined), direction, ports: null, transport: port };
       const subject = combinedSubject(direction, port);
-      return { ...base, message: combinedMessage(view), subject, combined: true };
+      return { ...base, message: combinedMessage(view), subject, combined: true, related: undefined };
     }
     peers.set(peerIp, drop.time);
     const message = dropMessage(direction, drop, peerName);
-    return { ...base, message, subject: message, combined: false };
+    return { ...base, message, subject: message, combined: false, related };
   }
 
   /** The group's members seen within the window of `at`. */

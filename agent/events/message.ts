@@ -31,6 +31,9 @@ export function dropMessage(direction: Direction, drop: PacketDrop, peerName: st
   return `Packet dropped when ${what} ${transport(drop)}`;
 }
 
+/** The API refuses an Event whose message (events.k8s.io/v1 `note`) is longer, in bytes. */
+export const MAX_NOTE_BYTES = 1024;
+
 /** A combined Event names at most this many of its peers. */
 export const COMBINED_EXAMPLES = 3;
 
@@ -74,7 +77,15 @@ export function combinedMessage(view: CombinedView): string {
     view.ports === null
       ? (view.transport ?? '')
       : `on ${counted(view.ports, view.portsCapped, 'port', 'ports')}`;
-  return `Packet dropped when ${peers} ${where} (e.g. ${view.examples.join(', ')}, …)`;
+  const head = `Packet dropped when ${peers} ${where}`;
+  // Names are bounded (DNS names, label values), so one example always fits; three long ones may not.
+  let examples = view.examples.length;
+  let message = `${head} (e.g. ${view.examples.join(', ')}, …)`;
+  while (Buffer.byteLength(message) > MAX_NOTE_BYTES && examples > 1) {
+    examples--;
+    message = `${head} (e.g. ${view.examples.slice(0, examples).join(', ')}, …)`;
+  }
+  return message;
 }
 
 /** What stays the same while a combined Event's message counts on: it names the Event. */

@@ -395,6 +395,7 @@ describe('the agent under a flood of drops', () => {
         message,
         subject: message,
         combined: false,
+        related: undefined,
         time: 0,
         host: 'node-a',
         drop: otherDrop,

@@ -173,6 +173,7 @@ export function side(pod: PodRef, peer: string, time = T, combined = false): Eve
     message: combined ? `${message} (${time})` : message,
     subject: message,
     combined,
+    related: undefined,
     time,
     host: 'node-a',
     drop: drop({ time }),

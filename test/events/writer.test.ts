@@ -103,6 +103,7 @@ function intent(target: PodRef, time: number, peer = 'server'): EventIntent {
     message: message(peer),
     subject: message(peer),
     combined: false,
+    related: undefined,
     time,
     host: 'node-a',
     drop: drop({ time, host: 'node-a' }),

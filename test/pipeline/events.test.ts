@@ -7,6 +7,7 @@ import {
   combinedMessage,
   combinedSubject,
   dropMessage,
+  MAX_NOTE_BYTES,
 } from '../../agent/events/message.ts';
 import type { EventIntent } from '../../agent/types.ts';
 import { client, config, drop, icmpDrop, MINUTE, NODE_A, pod, server, T0 } from './fixtures.ts';
@@ -22,6 +23,7 @@ function intent(overrides: Partial<EventIntent> = {}): EventIntent {
     message,
     subject: message,
     combined: false,
+    related: undefined,
     time: d.time,
     host: NODE_A,
     drop: d,
@@ -100,6 +102,19 @@ describe('combinedMessage', () => {
     );
   });
 
+  it(`names fewer examples rather than exceed the ${MAX_NOTE_BYTES} bytes the API takes`, () => {
+    // The longest names a peer can have: namespace/name of a pod, and an IPv6 address.
+    const longest = (n: number) => `${'n'.repeat(63)}/${String(n).repeat(253)} (fd00:10:244::${n})`;
+    const long = { ...portScan, examples: [1, 2, 3].map((n) => `${longest(n)} on port 65535/SCTP`) };
+    const message = combinedMessage(long);
+    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_NOTE_BYTES);
+    expect(message).toContain(long.examples[1]);
+    expect(message).not.toContain(long.examples[2]);
+    const one = combinedMessage({ ...long, examples: [long.examples[0]!] });
+    expect(one).toContain(long.examples[0]);
+    expect(Buffer.byteLength(one)).toBeLessThanOrEqual(MAX_NOTE_BYTES);
+  });
+
   it('counts the ports of a port scan, with one source or destination in the singular', () => {
     expect(combinedMessage(portScan)).toBe(
       'Packet dropped when receiving traffic from 3 sources on 57 ports (e.g. 10.0.0.9 on port 22/TCP, …)',
@@ -157,10 +172,13 @@ describe('eventBody', () => {
       },
       type: 'Warning',
       reason: 'PacketDrop',
+      action: 'Drop',
       message: 'Packet dropped when sending traffic to default (10.4.0.16) on port 12865/TCP',
       count: 3,
       firstTimestamp: '2024-04-05T20:41:42Z',
       lastTimestamp: '2024-04-05T20:45:42Z',
+      eventTime: '2024-04-05T20:41:42.123000Z',
+      series: { count: 3, lastObservedTime: '2024-04-05T20:45:42.999000Z' },
       source: { component: 'kube-iptables-tailer', host: NODE_A },
       reportingComponent: 'kube-iptables-tailer',
       reportingInstance: NODE_A,

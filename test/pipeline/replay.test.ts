@@ -137,13 +137,17 @@ describe('replay on the bundled samples', () => {
       },
       type: 'Warning',
       reason: 'PacketDrop',
+      action: 'Drop',
       message: 'Packet dropped when sending traffic to default (10.4.0.16) on port 12865/TCP',
       count: 3,
       firstTimestamp: '2024-04-05T20:41:42Z',
       lastTimestamp: '2024-04-05T20:45:50Z',
+      eventTime: '2024-04-05T20:41:42.123000Z',
+      series: { count: 3, lastObservedTime: '2024-04-05T20:45:50.902000Z' },
       source: { component: 'kube-iptables-tailer', host: HOST },
       reportingComponent: 'kube-iptables-tailer',
       reportingInstance: HOST,
+      note: 'Packet dropped when sending traffic to default (10.4.0.16) on port 12865/TCP',
     });
   });
 
