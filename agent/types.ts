@@ -27,6 +27,21 @@ export interface PacketDrop {
   icmpCode: number | null;
 }
 
+/**
+ * The policy whose Log rule logged a drop, read from a prefix with Calico's placeholders (see
+ * parser/policy.ts); each part is null when the template does not hold it or the kernel cut it off.
+ */
+export interface PolicyRef {
+  tier: string | null;
+  /** The API kind (GlobalNetworkPolicy, NetworkPolicy, KubernetesNetworkPolicy, Profile, ...). */
+  kind: string | null;
+  /** Set for namespaced kinds only. */
+  namespace: string | null;
+  name: string | null;
+  /** The kernel cut the prefix inside the name: the name may be longer. */
+  cut: boolean;
+}
+
 /** What the pipeline keeps of a pod: small on purpose, one per indexed pod. */
 export interface PodRef {
   namespace: string;
