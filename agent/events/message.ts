@@ -1,4 +1,4 @@
-import type { Direction, PacketDrop } from '../types.ts';
+import type { Direction, PacketDrop, PolicyRef } from '../types.ts';
 
 /**
  * "on port 12865/TCP" when the protocol has ports. Port-less protocols say what was dropped instead:
@@ -12,6 +12,30 @@ export function transport(drop: PacketDrop): string {
   if (drop.icmpType === null) return `over ${protocol}`;
   const code = drop.icmpCode === null ? '' : `, code ${drop.icmpCode}`;
   return `over ${protocol} (type ${drop.icmpType}${code})`;
+}
+
+/** How the message names each kind: as users know them from kubectl and calicoctl. */
+const KIND_NAMES: Readonly<Record<string, string>> = {
+  KubernetesNetworkPolicy: 'Kubernetes NetworkPolicy',
+  KubernetesClusterNetworkPolicy: 'Kubernetes ClusterNetworkPolicy',
+  StagedKubernetesNetworkPolicy: 'StagedKubernetesNetworkPolicy',
+  Profile: 'profile',
+};
+
+/**
+ * " by GlobalNetworkPolicy default.netperf-policy", " by NetworkPolicy netperf-demo/netperf", with "…"
+ * after a name the kernel cut; " by a NetworkPolicy in netperf-demo" when the cut left no name; '' when the
+ * line named no policy, so the original's wording stays exactly as it was.
+ */
+export function policyText(policy: PolicyRef | null): string {
+  if (policy === null) return '';
+  const kind = policy.kind === null ? 'policy' : (KIND_NAMES[policy.kind] ?? policy.kind);
+  if (policy.name === null) {
+    if (policy.kind === null) return '';
+    return ` by a ${kind}${policy.namespace === null ? '' : ` in ${policy.namespace}`}`;
+  }
+  const name = policy.namespace === null ? policy.name : `${policy.namespace}/${policy.name}`;
+  return ` by ${kind} ${name}${policy.cut ? '…' : ''}`;
 }
 
 /** "name (ip)", or just the IP when no better name was found. */

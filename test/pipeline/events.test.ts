@@ -8,6 +8,7 @@ import {
   combinedSubject,
   dropMessage,
   MAX_NOTE_BYTES,
+  policyText,
 } from '../../agent/events/message.ts';
 import type { EventIntent } from '../../agent/types.ts';
 import { client, config, drop, icmpDrop, MINUTE, NODE_A, pod, server, T0 } from './fixtures.ts';
@@ -301,5 +302,39 @@ describe('EventBook', () => {
       ['batch', '2024-04-05T20:41:42Z', '2024-04-05T20:41:42Z'],
       ['web', '2024-04-05T20:41:42Z', '2024-04-05T20:41:42Z'],
     ]);
+  });
+});
+
+describe('policyText', () => {
+  const policy = {
+    tier: null,
+    kind: 'GlobalNetworkPolicy',
+    namespace: null,
+    name: 'default.netperf',
+    cut: false,
+  };
+
+  it('names the policy by kind and name, namespaced kinds with their namespace', () => {
+    expect(policyText(policy)).toBe(' by GlobalNetworkPolicy default.netperf');
+    expect(policyText({ ...policy, kind: 'NetworkPolicy', namespace: 'netperf-demo', name: 'netperf' })).toBe(
+      ' by NetworkPolicy netperf-demo/netperf',
+    );
+    expect(policyText({ ...policy, kind: 'KubernetesNetworkPolicy', namespace: 'web', name: 'deny' })).toBe(
+      ' by Kubernetes NetworkPolicy web/deny',
+    );
+    expect(policyText({ ...policy, kind: 'Profile', name: 'kns.web' })).toBe(' by profile kns.web');
+    expect(policyText({ ...policy, kind: null })).toBe(' by policy default.netperf');
+  });
+
+  it('marks a cut name, says what is known when the cut left none, and adds nothing without a policy', () => {
+    expect(policyText({ ...policy, name: 'default.net', cut: true })).toBe(
+      ' by GlobalNetworkPolicy default.net…',
+    );
+    expect(policyText({ ...policy, kind: 'NetworkPolicy', namespace: 'netperf-demo', name: null })).toBe(
+      ' by a NetworkPolicy in netperf-demo',
+    );
+    expect(policyText({ ...policy, name: null })).toBe(' by a GlobalNetworkPolicy');
+    expect(policyText({ ...policy, kind: null, name: null })).toBe('');
+    expect(policyText(null)).toBe('');
   });
 });
