@@ -1,11 +1,40 @@
 import { LRUCache } from 'lru-cache';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { PolicyRef } from './types.ts';
 
 /**
  * Series of packet_drops_count kept at most. Its labels name peers, and a peer outside the cluster is
  * named by its DNS name or address: on a node that faces the internet, new ones come without end.
  */
 export const DROP_SERIES_LIMIT = 5_000;
+
+/**
+ * A counter whose label values come from outside (peer names, policy names) and so must not grow without
+ * end: past `limit` series, the least recently counted one is removed (and `onEvict` told).
+ */
+class BoundedSeries<T extends string> {
+  private readonly counter: Counter<T>;
+  private readonly series: LRUCache<string, Record<T, string>>;
+
+  constructor(counter: Counter<T>, limit: number, onEvict: () => void) {
+    this.counter = counter;
+    this.series = new LRUCache({
+      max: limit,
+      dispose: (labels, _key, reason) => {
+        if (reason !== 'evict') return;
+        this.counter.remove(labels);
+        onEvict();
+      },
+    });
+  }
+
+  inc(labels: Record<T, string>): void {
+    // JSON keeps label values holding separators apart.
+    const key = JSON.stringify(Object.values(labels));
+    if (this.series.get(key) === undefined) this.series.set(key, labels);
+    this.counter.inc(labels);
+  }
+}
 
 /**
  * Every metric the agent exports. One instance per process (or per test), passed to each stage, so a
@@ -111,26 +140,38 @@ export class Metrics {
     'reason',
   ] as const);
 
-  /** The packet_drops_count series in the registry, by their label pair; the least recently counted goes first. */
-  private readonly dropSeries: LRUCache<string, { src: string; dst: string }>;
+  readonly policyDrops = this.labelled(
+    'policy_drops_total',
+    `Packet drops posted as events, by the policy the log prefix names (kind, namespace, name; '' when unknown, a name the kernel cut ends in …; the ${DROP_SERIES_LIMIT} policies counted most recently)`,
+    ['kind', 'namespace', 'name'] as const,
+  );
+  readonly policySeriesEvicted = this.counter(
+    'policy_series_evicted_total',
+    'policy_drops_total series removed to keep their number bounded, least recently counted first',
+  );
+
+  private readonly dropSeries: BoundedSeries<'src' | 'dst'>;
+  private readonly policySeries: BoundedSeries<'kind' | 'namespace' | 'name'>;
 
   constructor(options: { defaultMetrics?: boolean; dropSeriesLimit?: number } = {}) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
-    this.dropSeries = new LRUCache({
-      max: options.dropSeriesLimit ?? DROP_SERIES_LIMIT,
-      dispose: (labels, _key, reason) => {
-        if (reason !== 'evict') return;
-        this.packetDrops.remove(labels);
-        this.dropSeriesEvicted.inc();
-      },
-    });
+    const limit = options.dropSeriesLimit ?? DROP_SERIES_LIMIT;
+    this.dropSeries = new BoundedSeries(this.packetDrops, limit, () => this.dropSeriesEvicted.inc());
+    this.policySeries = new BoundedSeries(this.policyDrops, limit, () => this.policySeriesEvicted.inc());
   }
 
   /** One drop posted between the peers so named. */
   countDrop(src: string, dst: string): void {
-    const key = JSON.stringify([src, dst]);
-    if (this.dropSeries.get(key) === undefined) this.dropSeries.set(key, { src, dst });
-    this.packetDrops.inc({ src, dst });
+    this.dropSeries.inc({ src, dst });
+  }
+
+  /** One drop posted that the log prefix attributes to this policy. */
+  countPolicyDrop(policy: PolicyRef): void {
+    this.policySeries.inc({
+      kind: policy.kind ?? '',
+      namespace: policy.namespace ?? '',
+      name: policy.name === null ? '' : `${policy.name}${policy.cut ? '…' : ''}`,
+    });
   }
 
   private labelled<T extends string>(name: string, help: string, labelNames: readonly T[]): Counter<T> {

@@ -62,3 +62,41 @@ describe('packet_drops_count', () => {
     expect(await evicted(metrics)).toBe(1);
   });
 });
+
+describe('policy_drops_total', () => {
+  const policy = {
+    tier: null,
+    kind: 'GlobalNetworkPolicy',
+    namespace: null,
+    name: 'default.netperf',
+    cut: false,
+  };
+
+  async function policySeries(metrics: Metrics): Promise<string[]> {
+    const text = await metrics.registry.getSingleMetricAsString('kube_iptables_tailer_policy_drops_total');
+    return text.split('\n').filter((line) => !line.startsWith('#') && line !== '');
+  }
+
+  it('counts drops by kind, namespace and name, marking a cut name, with empty labels for what is unknown', async () => {
+    const metrics = new Metrics();
+    metrics.countPolicyDrop(policy);
+    metrics.countPolicyDrop(policy);
+    metrics.countPolicyDrop({ ...policy, kind: 'NetworkPolicy', namespace: 'web', name: 'deny', cut: false });
+    metrics.countPolicyDrop({ ...policy, name: 'default.net', cut: true });
+    metrics.countPolicyDrop({ ...policy, kind: null, name: null });
+    expect(await policySeries(metrics)).toEqual([
+      'kube_iptables_tailer_policy_drops_total{kind="GlobalNetworkPolicy",namespace="",name="default.netperf"} 2',
+      'kube_iptables_tailer_policy_drops_total{kind="NetworkPolicy",namespace="web",name="deny"} 1',
+      'kube_iptables_tailer_policy_drops_total{kind="GlobalNetworkPolicy",namespace="",name="default.net…"} 1',
+      'kube_iptables_tailer_policy_drops_total{kind="",namespace="",name=""} 1',
+    ]);
+  });
+
+  it('keeps at most the series limit, as packet_drops_count does, counting what it removed', async () => {
+    const metrics = new Metrics({ dropSeriesLimit: 10 });
+    for (let i = 0; i < 25; i++) metrics.countPolicyDrop({ ...policy, name: `p-${i}` });
+    expect(await policySeries(metrics)).toHaveLength(10);
+    expect((await metrics.policySeriesEvicted.get()).values[0]?.value).toBe(15);
+    expect(await evicted(metrics)).toBe(0);
+  });
+});
