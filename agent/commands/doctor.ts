@@ -5,6 +5,7 @@
 
 import { loadConfig, requireOneSource } from '../config.ts';
 import { checkApi } from '../tools/doctor/api-check.ts';
+import { checkFelix } from '../tools/doctor/felix-check.ts';
 import { checkPods } from '../tools/doctor/pods-check.ts';
 import { buildReport, renderJson, renderText } from '../tools/doctor/report.ts';
 import { checkSource } from '../tools/doctor/source-check.ts';
@@ -21,11 +22,14 @@ export async function main(argv: string[]): Promise<number> {
   const source = requireOneSource(config);
   // The source and the API are independent: an unreachable API costs no time on top of reading the log.
   const [sourceReport, api] = await Promise.all([checkSource(config, source, Date.now()), checkApi(config)]);
-  const pods =
+  const [pods, felix] =
     api.kubeConfig === null
-      ? null
-      : await checkPods(api.kubeConfig, config.podIdentifierLabel, sourceReport.addresses);
-  const report = buildReport(sourceReport, api.report, pods);
+      ? [null, null]
+      : await Promise.all([
+          checkPods(api.kubeConfig, config.podIdentifierLabel, sourceReport.addresses),
+          checkFelix(api.kubeConfig),
+        ]);
+  const report = buildReport(sourceReport, api.report, pods, felix);
   process.stdout.write(values.json === true ? renderJson(report) : renderText(report));
   return report.exitCode;
 }

@@ -1,13 +1,16 @@
 /**
- * doctor's verdicts and their rendering: pure functions of the source, API and pod reports. A `fail` is
+ * doctor's verdicts and their rendering: pure functions of the source, API, pod and Felix reports. A `fail` is
  * something that keeps events from being posted (exit 1); a `warn` is worth a look but blocks nothing.
  */
 
+import { parseTemplate } from '../../parser/policy.ts';
+import { normalizePrefix } from '../../parser/prefix.ts';
 import type {
   ApiReport,
   Check,
   CheckId,
   DoctorReport,
+  FelixReport,
   PodsReport,
   PrefixCount,
   ResolvedAddress,
@@ -243,8 +246,70 @@ function addressesCheck(pods: PodsReport | null): Check {
   );
 }
 
+/** The placeholder setting that names policies, for a prefix without placeholders. */
+function suggestedTemplate(prefix: string): string {
+  return `${prefix} %k %p`;
+}
+
+/** The verdict on Felix's prefix against IPTABLES_LOG_PREFIX (`configured`). */
+function felixCheck(felix: FelixReport | null, configured: string): Check {
+  const skip = (summary: string): Check => ({
+    id: 'felix',
+    status: 'skip',
+    summary,
+    advice: null,
+    details: [],
+  });
+  if (felix === null) return skip('not checked: the API could not be used');
+  if (felix.reason === 'not_found')
+    return skip('not checked: no Calico FelixConfiguration default in this cluster');
+  if (felix.reason === 'forbidden') {
+    return skip(
+      'not checked: no permission to read FelixConfiguration default (optional; grant get on felixconfigurations to check the prefix)',
+    );
+  }
+  if (felix.logPrefix === null)
+    return skip(`not checked: ${felix.error ?? 'FelixConfiguration default unreadable'}`);
+  const felixPrefix = normalizePrefix(felix.logPrefix);
+  const ours = normalizePrefix(configured);
+  if (felixPrefix !== ours) {
+    return {
+      id: 'felix',
+      status: 'warn',
+      summary: `Felix logs with the prefix "${felixPrefix}" (FelixConfiguration default, ${felix.api}), but IPTABLES_LOG_PREFIX is "${ours}"`,
+      advice: `set IPTABLES_LOG_PREFIX="${felixPrefix}", so the agent sees Calico's drops${
+        parseTemplate(felixPrefix) === null ? '' : ' and the policy that logged each'
+      }`,
+      details: [],
+    };
+  }
+  if (parseTemplate(ours) !== null) {
+    return {
+      id: 'felix',
+      status: 'ok',
+      summary: `Felix logs with IPTABLES_LOG_PREFIX's template "${ours}": Events name the policy`,
+      advice: null,
+      details: [],
+    };
+  }
+  return {
+    id: 'felix',
+    status: 'ok',
+    summary: `Felix logs with IPTABLES_LOG_PREFIX's prefix "${ours}"`,
+    advice: null,
+    details: [
+      `to name the policy in Events (Calico v3.30.6, v3.31.4, v3.32.0 or later): set Felix's logPrefix and IPTABLES_LOG_PREFIX to "${suggestedTemplate(ours)}"`,
+    ],
+  };
+}
+
 /** Every check, in the order they are printed. */
-export function checksOf(source: SourceReport, api: ApiReport, pods: PodsReport | null): Check[] {
+export function checksOf(
+  source: SourceReport,
+  api: ApiReport,
+  pods: PodsReport | null,
+  felix: FelixReport | null,
+): Check[] {
   return [
     sourceCheck(source),
     windowCheck(source),
@@ -254,13 +319,19 @@ export function checksOf(source: SourceReport, api: ApiReport, pods: PodsReport 
     permissionsCheck(api),
     podsCheck(pods),
     addressesCheck(pods),
+    felixCheck(felix, source.prefix),
   ];
 }
 
-export function buildReport(source: SourceReport, api: ApiReport, pods: PodsReport | null): DoctorReport {
-  const checks = checksOf(source, api, pods);
+export function buildReport(
+  source: SourceReport,
+  api: ApiReport,
+  pods: PodsReport | null,
+  felix: FelixReport | null,
+): DoctorReport {
+  const checks = checksOf(source, api, pods, felix);
   const exitCode = checks.some(({ status }) => status === 'fail') ? 1 : 0;
-  return { exitCode, source, api, pods, checks };
+  return { exitCode, source, api, pods, felix, checks };
 }
 
 export function renderJson(report: DoctorReport): string {

@@ -100,9 +100,29 @@ export interface PodsReport {
   addresses: ResolvedAddress[];
 }
 
+/** Calico's Felix and the prefix it renders into its Log rules (felix-check.ts). */
+export interface FelixReport {
+  /** group/version the FelixConfiguration was read from; null when it was not read. */
+  api: string | null;
+  /** Felix's logPrefix as configured (its default when unset); null when it was not read. */
+  logPrefix: string | null;
+  /** Why it was not read: no permission, no Calico, or the error. */
+  reason: 'forbidden' | 'not_found' | 'error' | null;
+  error: string | null;
+}
+
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
 
-export type CheckId = 'source' | 'window' | 'prefix' | 'parse' | 'api' | 'permissions' | 'pods' | 'addresses';
+export type CheckId =
+  | 'source'
+  | 'window'
+  | 'prefix'
+  | 'parse'
+  | 'api'
+  | 'permissions'
+  | 'pods'
+  | 'addresses'
+  | 'felix';
 
 export interface Check {
   id: CheckId;
@@ -121,5 +141,7 @@ export interface DoctorReport {
   api: ApiReport;
   /** null when the API could not be used. */
   pods: PodsReport | null;
+  /** null when the API could not be used. */
+  felix: FelixReport | null;
   checks: Check[];
 }

@@ -186,7 +186,15 @@ describe('doctor on a healthy setup', () => {
 
   it('prints the report as JSON with --json', async () => {
     const report = await doctorJson({ JOURNAL_DIRECTORY: dir, KUBECONFIG: agentKubeconfig });
-    expect(Object.keys(report).sort()).toEqual(['api', 'checks', 'code', 'exitCode', 'pods', 'source']);
+    expect(Object.keys(report).sort()).toEqual([
+      'api',
+      'checks',
+      'code',
+      'exitCode',
+      'felix',
+      'pods',
+      'source',
+    ]);
     expect(report.exitCode).toBe(0);
     expect(report.source).toEqual({
       kind: 'journal',
@@ -238,12 +246,84 @@ describe('doctor on a healthy setup', () => {
       ['permissions', 'ok'],
       ['pods', 'ok'],
       ['addresses', 'warn'],
+      ['felix', 'skip'],
     ]);
+    // The shipped role grants nothing of Calico's: reading Felix's prefix is optional.
+    expect(report.felix).toMatchObject({ api: null, logPrefix: null, reason: 'forbidden' });
     for (const check of report.checks) {
       expect(Object.keys(check).sort()).toEqual(['advice', 'details', 'id', 'status', 'summary']);
       if (check.status === 'warn' || check.status === 'fail')
         expect(check.advice).toEqual(expect.any(String));
     }
+  });
+});
+
+describe("doctor and Calico's Felix", () => {
+  // Calico's CRD for FelixConfiguration, reduced to what doctor reads; the test API server has no Calico.
+  const CRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: felixconfigurations.crd.projectcalico.org
+spec:
+  group: crd.projectcalico.org
+  scope: Cluster
+  names: { kind: FelixConfiguration, plural: felixconfigurations, singular: felixconfiguration }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
+`;
+  let dir: string;
+  let file: string;
+
+  beforeAll(async () => {
+    dir = await tempDir('doctor-felix');
+    dirs.push(dir);
+    file = join(dir, 'crd.yaml');
+    await writeFile(file, CRD);
+    await kubectl(c, ['apply', '-f', file]);
+    await kubectl(c, ['wait', '--for=condition=Established', '--timeout=60s', '-f', file]);
+    const felix = join(dir, 'felix.yaml');
+    await writeFile(
+      felix,
+      'apiVersion: crd.projectcalico.org/v1\nkind: FelixConfiguration\nmetadata: { name: default }\nspec: { logPrefix: "calico-packet %k %p" }\n',
+    );
+    await kubectl(c, ['apply', '-f', felix]);
+    dir = await journal([{ message: dropMessage('calico-packet np default/web: ', CLIENT_IP, UNKNOWN_IP) }]);
+  });
+
+  afterAll(() => kubectl(c, ['delete', '--ignore-not-found', '-f', file]));
+
+  it('reads logPrefix where it may, and says which IPTABLES_LOG_PREFIX names the policies', async () => {
+    const plain = await doctorJson({ JOURNAL_DIRECTORY: dir, KUBECONFIG: c.kubeconfig });
+    expect(plain.felix).toEqual({
+      api: 'crd.projectcalico.org/v1',
+      logPrefix: 'calico-packet %k %p',
+      reason: null,
+      error: null,
+    });
+    expect(checkOf(plain, 'felix')).toMatchObject({
+      status: 'warn',
+      advice:
+        'set IPTABLES_LOG_PREFIX="calico-packet %k %p", so the agent sees Calico\'s drops and the policy that logged each',
+    });
+    const template = await doctor({
+      JOURNAL_DIRECTORY: dir,
+      KUBECONFIG: c.kubeconfig,
+      IPTABLES_LOG_PREFIX: 'calico-packet %k %p',
+    });
+    expect(section(template.stdout, 'felix')).toBe(
+      '[ok]   felix        Felix logs with IPTABLES_LOG_PREFIX\'s template "calico-packet %k %p": Events name the policy',
+    );
+  });
+
+  it('skips the check, saying so, without the permission to read it', async () => {
+    const run = await doctor({ JOURNAL_DIRECTORY: dir, KUBECONFIG: agentKubeconfig });
+    expect(section(run.stdout, 'felix')).toMatch(
+      /^\[skip\] felix +not checked: no permission to read FelixConfiguration default/,
+    );
   });
 });
 

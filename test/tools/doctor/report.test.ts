@@ -5,6 +5,8 @@ import type {
   ApiReport,
   Check,
   CheckId,
+  DoctorReport,
+  FelixReport,
   PodsReport,
   SourceReport,
 } from '../../../agent/tools/doctor/types.ts';
@@ -62,6 +64,16 @@ function checkOf(checks: readonly Check[], id: CheckId): Check {
   return found;
 }
 
+function felix(overrides: Partial<FelixReport> = {}): FelixReport {
+  return {
+    api: 'crd.projectcalico.org/v1',
+    logPrefix: 'calico-packet',
+    reason: null,
+    error: null,
+    ...overrides,
+  };
+}
+
 const UNREACHABLE: Partial<ApiReport> = {
   reachable: false,
   failure: 'unreachable',
@@ -72,7 +84,7 @@ const UNREACHABLE: Partial<ApiReport> = {
 
 describe('buildReport', () => {
   it('passes a healthy setup with every check ok', () => {
-    const report = buildReport(source(), api(), pods());
+    const report = buildReport(source(), api(), pods(), felix());
     expect(report.exitCode).toBe(0);
     expect(report.checks.map((c) => [c.id, c.status])).toEqual([
       ['source', 'ok'],
@@ -83,6 +95,7 @@ describe('buildReport', () => {
       ['permissions', 'ok'],
       ['pods', 'ok'],
       ['addresses', 'ok'],
+      ['felix', 'ok'],
     ]);
     expect(checkOf(report.checks, 'pods').summary).toBe('12 Running pods would be indexed, 3 nodes');
   });
@@ -100,6 +113,7 @@ describe('buildReport', () => {
       }),
       api(),
       pods({ addresses: [] }),
+      null,
     );
     expect(report.exitCode).toBe(1);
     const prefix = checkOf(report.checks, 'prefix');
@@ -113,6 +127,7 @@ describe('buildReport', () => {
       source({ prefixed: 0, drops: 0, addresses: [], otherPrefixes: [{ prefix: '', count: 3 }] }),
       api(),
       pods({ addresses: [] }),
+      null,
     );
     expect(checkOf(report.checks, 'prefix').advice).toMatch(/give the LOG rule a prefix/);
   });
@@ -122,6 +137,7 @@ describe('buildReport', () => {
       source({ prefixed: 0, drops: 0, addresses: [] }),
       api(),
       pods({ addresses: [] }),
+      null,
     );
     expect(report.exitCode).toBe(0);
     expect(checkOf(report.checks, 'prefix').status).toBe('ok');
@@ -133,6 +149,7 @@ describe('buildReport', () => {
       source({ entries: 0, prefixed: 0, drops: 0, addresses: [] }),
       api(),
       pods({ addresses: [] }),
+      null,
     );
     expect(report.exitCode).toBe(0);
     expect(checkOf(report.checks, 'window')).toMatchObject({
@@ -147,6 +164,7 @@ describe('buildReport', () => {
       source({ readable: false, error: 'cannot read the journal directory /x: it does not exist' }),
       api(),
       pods(),
+      null,
     );
     expect(report.exitCode).toBe(1);
     expect(checkOf(report.checks, 'source')).toMatchObject({
@@ -170,6 +188,7 @@ describe('buildReport', () => {
       }),
       api(),
       pods(),
+      null,
     );
     const parse = checkOf(report.checks, 'parse');
     expect(report.exitCode).toBe(0);
@@ -183,7 +202,7 @@ describe('buildReport', () => {
   });
 
   it('fails when the API cannot be reached and skips the checks that need it', () => {
-    const report = buildReport(source(), api(UNREACHABLE), null);
+    const report = buildReport(source(), api(UNREACHABLE), null, null);
     expect(report.exitCode).toBe(1);
     expect(checkOf(report.checks, 'api').summary).toBe(
       'cannot reach the API server at https://10.0.0.1:443: ECONNREFUSED',
@@ -197,7 +216,7 @@ describe('buildReport', () => {
     const permissions = api().permissions.map((p) =>
       p.resource === 'events' && p.verb === 'patch' ? { ...p, allowed: false } : p,
     );
-    const report = buildReport(source(), api({ permissions }), pods());
+    const report = buildReport(source(), api({ permissions }), pods(), null);
     expect(report.exitCode).toBe(1);
     expect(checkOf(report.checks, 'permissions')).toMatchObject({
       status: 'fail',
@@ -217,6 +236,7 @@ describe('buildReport', () => {
           { ip: '8.8.8.8', count: 1, pod: null, hostNetwork: false, node: null },
         ],
       }),
+      null,
     );
     const addresses = checkOf(report.checks, 'addresses');
     expect(report.exitCode).toBe(0);
@@ -234,6 +254,7 @@ describe('buildReport', () => {
       source(),
       api(),
       pods({ running: null, error: 'HTTP 403: forbidden', errorStatus: 403, addresses: [] }),
+      null,
     );
     expect(checkOf(report.checks, 'pods')).toMatchObject({
       status: 'fail',
@@ -251,7 +272,7 @@ describe('prefixList', () => {
 
 describe('rendering', () => {
   it('prints one line per check, advice under failures, and a verdict', () => {
-    const text = renderText(buildReport(source(), api(UNREACHABLE), null));
+    const text = renderText(buildReport(source(), api(UNREACHABLE), null, null));
     const lines = text.trimEnd().split('\n');
     expect(lines[0]).toBe(
       'kube-iptables-tailer doctor: JOURNAL_DIRECTORY=/var/log/journal, IPTABLES_LOG_PREFIX=calico-packet, the last 10 minutes',
@@ -271,7 +292,65 @@ describe('rendering', () => {
   });
 
   it('prints the whole report as JSON', () => {
-    const report = buildReport(source(), api(), pods());
+    const report = buildReport(source(), api(), pods(), null);
     expect(JSON.parse(renderJson(report))).toEqual(report);
+  });
+});
+
+describe('felix check', () => {
+  const felixOf = (report: DoctorReport) => checkOf(report.checks, 'felix');
+
+  it('passes a matching plain prefix, suggesting the placeholder setting that names policies', () => {
+    const check = felixOf(buildReport(source(), api(), pods(), felix({ logPrefix: 'calico-packet: ' })));
+    expect(check).toMatchObject({
+      status: 'ok',
+      summary: 'Felix logs with IPTABLES_LOG_PREFIX\'s prefix "calico-packet"',
+    });
+    expect(check.details).toEqual([
+      'to name the policy in Events (Calico v3.30.6, v3.31.4, v3.32.0 or later): set Felix\'s logPrefix and IPTABLES_LOG_PREFIX to "calico-packet %k %p"',
+    ]);
+  });
+
+  it('passes a matching template: Events name the policy', () => {
+    const report = buildReport(
+      source({ prefix: 'calico-packet %k %p' }),
+      api(),
+      pods(),
+      felix({ logPrefix: 'calico-packet %k %p' }),
+    );
+    expect(felixOf(report)).toMatchObject({ status: 'ok', details: [] });
+    expect(felixOf(report).summary).toContain('Events name the policy');
+  });
+
+  it('warns when Felix logs with another prefix, and says which to set', () => {
+    const report = buildReport(source(), api(), pods(), felix({ logPrefix: 'drop %k %n' }));
+    expect(felixOf(report)).toMatchObject({
+      status: 'warn',
+      summary:
+        'Felix logs with the prefix "drop %k %n" (FelixConfiguration default, crd.projectcalico.org/v1), but IPTABLES_LOG_PREFIX is "calico-packet"',
+      advice:
+        'set IPTABLES_LOG_PREFIX="drop %k %n", so the agent sees Calico\'s drops and the policy that logged each',
+    });
+    expect(report.exitCode).toBe(0);
+  });
+
+  it('skips, saying why, without permission, without Calico, or without the API', () => {
+    const reasons = [
+      [
+        felix({ api: null, logPrefix: null, reason: 'forbidden', error: '403' }),
+        /no permission to read FelixConfiguration/,
+      ],
+      [felix({ api: null, logPrefix: null, reason: 'not_found' }), /no Calico FelixConfiguration default/],
+      [
+        felix({ api: null, logPrefix: null, reason: 'error', error: 'no answer within 5 s' }),
+        /no answer within 5 s/,
+      ],
+      [null, /the API could not be used/],
+    ] as const;
+    for (const [report, why] of reasons) {
+      const check = felixOf(buildReport(source(), api(), pods(), report));
+      expect(check.status).toBe('skip');
+      expect(check.summary).toMatch(why);
+    }
   });
 });
