@@ -280,3 +280,18 @@ describe('credentials', () => {
     ]);
   });
 });
+
+describe('IPTABLES_LOG_PREFIX with placeholders', () => {
+  it("takes Felix's logPrefix template", () => {
+    expect(loadConfig({ ...SOURCE, IPTABLES_LOG_PREFIX: 'calico-packet %k %p' }).logPrefix).toBe(
+      'calico-packet %k %p',
+    );
+  });
+
+  it('refuses a template no line could be read with, saying why', () => {
+    expect(problems({ ...SOURCE, IPTABLES_LOG_PREFIX: '%k %p' })).toEqual([
+      'IPTABLES_LOG_PREFIX="%k %p": expected the --log-prefix text, or Felix\'s logPrefix template such as "calico-packet %k %p" (a template must start with text before its first placeholder)',
+    ]);
+    expect(problems({ ...SOURCE, IPTABLES_LOG_PREFIX: 'calico-packet %k%p' })).toHaveLength(1);
+  });
+});

@@ -4,7 +4,8 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type PrefixTemplate, parseTemplate, readPolicy } from '../../agent/parser/policy.ts';
+import { readPolicy } from '../../agent/parser/policy.ts';
+import { type PrefixTemplate, parseTemplate } from '../../agent/prefix-template.ts';
 
 const IPTABLES_PREFIX_MAX = 29;
 const NFTABLES_PREFIX_MAX = 127;

@@ -36,6 +36,7 @@ const GROUND = new Set([
   'clock.ts',
   'backoff.ts',
   'flow.ts',
+  'prefix-template.ts',
 ]);
 
 /** The room of a file under agent/, or undefined for a file the layout does not place. */
