@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
+import { KeyedBuckets, TokenBucket } from '../rate-limit.ts';
 import type { PendingEvent } from './pending.ts';
-import { KeyedBuckets, TokenBucket } from './rate-limit.ts';
 
 /** A pod past its burst gets one write per 10 s, like client-go's spam filter but less stingy. */
 const POD_REFILL_PER_SECOND = 0.1;

@@ -33,6 +33,7 @@ const GROUND = new Set([
   'config.ts',
   'log.ts',
   'metrics.ts',
+  'rate-limit.ts',
   'clock.ts',
   'backoff.ts',
   'flow.ts',

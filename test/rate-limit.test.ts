@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedBuckets, TokenBucket } from '../../agent/events/rate-limit.ts';
+import { KeyedBuckets, TokenBucket } from '../agent/rate-limit.ts';
 
 /** Takes a token every millisecond from `from` to `to` (exclusive) that the bucket allows; returns how many. */
 function drain(bucket: TokenBucket, from: number, to: number): number {

@@ -4,8 +4,8 @@ import { LRUCache } from 'lru-cache';
 const EPSILON = 1e-9;
 
 /**
- * A token bucket on a clock the caller passes in (ms), so the writer can use a monotonic clock and tests a
- * made-up one. It starts full: `burst` tokens, refilled at `ratePerSecond`.
+ * A token bucket on a clock the caller passes in (ms), so the Event writer and the pod lookup can use a
+ * monotonic clock and tests a made-up one. It starts full: `burst` tokens, refilled at `ratePerSecond`.
  */
 export class TokenBucket {
   private readonly perMs: number;
