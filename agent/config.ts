@@ -3,7 +3,7 @@
  * that users swap only the image; variables added by this implementation are marked "(new)" in the README.
  */
 
-import { parseTemplate } from './prefix-template.ts';
+import { prefixProblem } from './prefix-template.ts';
 
 export const POD_IDENTIFIERS = ['namespace', 'name', 'label', 'name_with_namespace'] as const;
 export type PodIdentifier = (typeof POD_IDENTIFIERS)[number];
@@ -203,17 +203,8 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
   const { uses, needsSource = false } = options;
   const r = new Reader(env);
   const logPrefix = r.string('IPTABLES_LOG_PREFIX', 'calico-packet').trim();
-  if (logPrefix.replace(/:+$/, '') === '') {
-    r.invalid('IPTABLES_LOG_PREFIX', 'the iptables --log-prefix text, e.g. calico-packet');
-  }
-  try {
-    parseTemplate(logPrefix);
-  } catch (err) {
-    r.invalid(
-      'IPTABLES_LOG_PREFIX',
-      `the --log-prefix text, or Felix's logPrefix template such as "calico-packet %k %p" (${(err as Error).message})`,
-    );
-  }
+  const prefixExpected = prefixProblem(logPrefix);
+  if (prefixExpected !== null) r.invalid('IPTABLES_LOG_PREFIX', prefixExpected);
   const podIdentifier = r.choice('POD_IDENTIFIER', POD_IDENTIFIERS, 'namespace');
   const podIdentifierLabel = r.string('POD_IDENTIFIER_LABEL', '');
   if (podIdentifier === 'label' && podIdentifierLabel === '') {

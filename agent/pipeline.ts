@@ -30,6 +30,11 @@ function eventPod(located: Located): PodRef | undefined {
   return located.pod?.hostNetwork === false ? located.pod : undefined;
 }
 
+/** The other side's pod, for the Event's `related`, when it is one. */
+function peerOf(located: Located): { peer?: PodRef } {
+  return located.pod === undefined ? {} : { peer: located.pod };
+}
+
 function known(located: Located): boolean {
   return located.pod !== undefined || located.node !== undefined;
 }
@@ -103,7 +108,15 @@ export class Pipeline {
       const dstName = this.name(drop.dst, dst);
       if (!waiting.posted) this.markPosted(waiting, srcName, dstName);
       const peerName = direction === 'send' ? dstName : srcName;
-      sink.submit({ drop, pod: target, direction, peerName, host: eventHost(drop, config.nodeName) });
+      const peer = peerOf(direction === 'send' ? dst : src);
+      sink.submit({
+        drop,
+        pod: target,
+        direction,
+        peerName,
+        ...peer,
+        host: eventHost(drop, config.nodeName),
+      });
       metrics.dropsPostedLate.inc();
     }
   }
@@ -117,6 +130,7 @@ export class Pipeline {
     waiting.posted = true;
     this.repeats.markPosted(waiting.drop);
     this.parts.metrics.countDrop(srcName, dstName);
+    if (waiting.drop.policy !== undefined) this.parts.metrics.countPolicyDrop(waiting.drop.policy);
   }
 
   private name(ip: string, located: Located): string {
@@ -157,9 +171,12 @@ export class Pipeline {
     const dstName = this.name(drop.dst, dst);
     const host = eventHost(drop, config.nodeName);
     this.markPosted(waiting, srcName, dstName);
-    if (srcPod !== undefined) sink.submit({ drop, pod: srcPod, direction: 'send', peerName: dstName, host });
-    if (dstPod !== undefined)
-      sink.submit({ drop, pod: dstPod, direction: 'receive', peerName: srcName, host });
+    if (srcPod !== undefined) {
+      sink.submit({ drop, pod: srcPod, direction: 'send', peerName: dstName, ...peerOf(dst), host });
+    }
+    if (dstPod !== undefined) {
+      sink.submit({ drop, pod: dstPod, direction: 'receive', peerName: srcName, ...peerOf(src), host });
+    }
     metrics.dropsPosted.inc();
     return 'posted';
   }

@@ -16,6 +16,20 @@ export interface PrefixTemplate {
   tokens: readonly Token[];
 }
 
+/**
+ * What a prefix setting (IPTABLES_LOG_PREFIX, `--prefix`) needs in words, or null when it can be matched:
+ * text, and a template that lines can be read with.
+ */
+export function prefixProblem(prefix: string): string | null {
+  if (prefix.trim().replace(/:+$/, '') === '') return 'the --log-prefix text, e.g. calico-packet';
+  try {
+    parseTemplate(prefix);
+    return null;
+  } catch (err) {
+    return `the --log-prefix text, or Felix's logPrefix template such as "calico-packet %k %p" (${(err as Error).message})`;
+  }
+}
+
 /** What Felix accepts in logPrefix. */
 const ALLOWED = /^[a-zA-Z0-9%: /_-]*$/;
 const PLACEHOLDER = /%[tknp]/g;

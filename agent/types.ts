@@ -25,6 +25,8 @@ export interface PacketDrop {
   /** ICMP / ICMPv6 type and code, when present. */
   icmpType: number | null;
   icmpCode: number | null;
+  /** The policy the prefix names, with a template IPTABLES_LOG_PREFIX (see PolicyRef); absent otherwise. */
+  policy?: PolicyRef;
 }
 
 /**

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { loadConfig, PARSE_VARIABLES } from '../config.ts';
 import { LineSplitter } from '../lines.ts';
 import type { ParserOptions } from '../parser/parse.ts';
-import { normalizePrefix } from '../parser/prefix.ts';
+import { prefixProblem } from '../prefix-template.ts';
 import type { BlockParser, BlockResult } from '../tools/bulk/block.ts';
 import { ParserPool } from '../tools/bulk/pool.ts';
 import { parseCommandArgs, UsageError } from './args.ts';
@@ -192,9 +192,8 @@ export async function main(argv: string[]): Promise<number> {
   );
   const config = loadConfig(process.env, { uses });
   const prefix = values.prefix ?? config.logPrefix;
-  if (normalizePrefix(prefix) === '') {
-    throw new UsageError('--prefix: expected the iptables --log-prefix text, e.g. calico-packet');
-  }
+  const expected = prefixProblem(prefix);
+  if (expected !== null) throw new UsageError(`--prefix: expected ${expected}`);
   const printDrops = values.stats !== true;
   const options: ParserOptions = { prefix, timeLayout: config.timeLayout, now: Date.now };
   const run = new ParseRun(printDrops);

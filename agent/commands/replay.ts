@@ -12,6 +12,7 @@ import { podState } from '../locator/pod-ref.ts';
 import { Metrics } from '../metrics.ts';
 import { createParser } from '../parser/parse.ts';
 import { Pipeline } from '../pipeline.ts';
+import { prefixProblem } from '../prefix-template.ts';
 import { parseCommandArgs, UsageError } from './args.ts';
 
 /** A file the user named cannot be used: one line on stderr, exit 1. */
@@ -137,6 +138,9 @@ export async function main(argv: string[]): Promise<number> {
   const output = values.output as Output;
   if (!OUTPUTS.includes(output)) throw new UsageError(`--output must be one of ${OUTPUTS.join(', ')}`);
   const config = loadConfig(process.env, { uses: REPLAY_VARIABLES });
+  const prefix = values.prefix ?? config.logPrefix;
+  const expected = prefixProblem(prefix);
+  if (expected !== null) throw new UsageError(`--prefix: expected ${expected}`);
   const warn = (line: string): void => {
     process.stderr.write(`${line}\n`);
   };
@@ -147,7 +151,7 @@ export async function main(argv: string[]): Promise<number> {
     const sink = new SideEvents(book, config.repeatIntervalMs);
     const pipeline = new Pipeline({ config, locator, sink, metrics });
     const parse = createParser({
-      prefix: values.prefix ?? config.logPrefix,
+      prefix,
       timeLayout: config.timeLayout,
       now: Date.now,
     });

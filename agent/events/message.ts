@@ -27,8 +27,8 @@ const KIND_NAMES: Readonly<Record<string, string>> = {
  * after a name the kernel cut; " by a NetworkPolicy in netperf-demo" when the cut left no name; '' when the
  * line named no policy, so the original's wording stays exactly as it was.
  */
-export function policyText(policy: PolicyRef | null): string {
-  if (policy === null) return '';
+export function policyText(policy: PolicyRef | undefined): string {
+  if (policy === undefined) return '';
   const kind = policy.kind === null ? 'policy' : (KIND_NAMES[policy.kind] ?? policy.kind);
   if (policy.name === null) {
     if (policy.kind === null) return '';
@@ -44,15 +44,16 @@ export function peer(name: string, ip: string): string {
 }
 
 /**
- * The Event message for the pod on one side of a drop; `peerName` names the other side. Everything else
- * comes from the parser-validated drop, never from raw log text.
+ * The Event message for the pod on one side of a drop; `peerName` names the other side, and the policy
+ * its prefix named, if any, ends it. Everything else comes from the parser-validated drop, never from raw
+ * log text.
  */
 export function dropMessage(direction: Direction, drop: PacketDrop, peerName: string): string {
   const what =
     direction === 'send'
       ? `sending traffic to ${peer(peerName, drop.dst)}`
       : `receiving traffic from ${peer(peerName, drop.src)}`;
-  return `Packet dropped when ${what} ${transport(drop)}`;
+  return `Packet dropped when ${what} ${transport(drop)}${policyText(drop.policy)}`;
 }
 
 /** The API refuses an Event whose message (events.k8s.io/v1 `note`) is longer, in bytes. */

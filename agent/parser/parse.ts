@@ -6,7 +6,8 @@
 
 import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
 import { canonicalIp, ipVersion, ipv4ValueAt } from '../net.ts';
-import type { LogRecord, PacketDrop } from '../types.ts';
+import { type PrefixTemplate, parseTemplate } from '../prefix-template.ts';
+import type { LogRecord, PacketDrop, PolicyRef } from '../types.ts';
 import { DateParts, MAX_DATE_MS, type StampParser, TimeResolver } from './dates.ts';
 import {
   endOf,
@@ -21,6 +22,7 @@ import {
   startOf,
 } from './fields.ts';
 import { HostSpan, headerAt, tagEndAt } from './header.ts';
+import { readPolicy } from './policy.ts';
 import { findPrefix, NO_PREFIX, normalizePrefix, PREFIX_AFTER_CONTROL } from './prefix.ts';
 import { createStampParser } from './timestamp.ts';
 import {
@@ -34,7 +36,10 @@ import {
 } from './values.ts';
 
 export interface ParserOptions {
-  /** IPTABLES_LOG_PREFIX; surrounding spaces and a trailing ':' do not matter. */
+  /**
+   * IPTABLES_LOG_PREFIX; surrounding spaces and a trailing ':' do not matter. With Calico's placeholders
+   * (`calico-packet %k %p`), each drop names the policy its prefix names.
+   */
   prefix: string;
   /** PACKET_DROP_LOG_TIME_LAYOUT: a Go reference layout tried before the built-in styles. */
   timeLayout: string | null;
@@ -52,6 +57,7 @@ export const INVALID_REASONS = [
   'bad_port',
   'bad_field',
   'untrusted_tag',
+  'bad_prefix',
 ] as const;
 export type InvalidReason = (typeof INVALID_REASONS)[number];
 
@@ -168,6 +174,7 @@ function dropFrom(
   time: number,
   host: string,
   prefix: string,
+  policy: PolicyRef | null,
 ): ParseResult {
   const { spans } = scan;
   for (const field of REQUIRED_FIELDS) {
@@ -211,12 +218,15 @@ function dropFrom(
     icmpType: numberOrNull(scan, Field.TYPE),
     icmpCode: numberOrNull(scan, Field.CODE),
   };
+  if (policy !== null) drop.policy = policy;
   return { kind: 'drop', drop };
 }
 
 /** One prefix's parser state: scratch objects reused from line to line, and the interned values. */
 class Parser {
   private readonly core: string;
+  /** The placeholders of IPTABLES_LOG_PREFIX after the core; null for a plain prefix. */
+  private readonly template: PrefixTemplate | null;
   private readonly stamp: StampParser;
   private readonly resolver: TimeResolver;
   private readonly parts = new DateParts();
@@ -229,7 +239,8 @@ class Parser {
   private foundAt = -1;
 
   constructor(options: ParserOptions) {
-    this.core = normalizePrefix(options.prefix);
+    this.template = parseTemplate(options.prefix);
+    this.core = this.template?.core ?? normalizePrefix(options.prefix);
     if (this.core === '') throw new Error('the log prefix is empty');
     this.stamp = createStampParser(options.timeLayout);
     this.resolver = new TimeResolver(options.now);
@@ -281,8 +292,21 @@ class Parser {
     const start = findPrefix(text, this.core, from, end, first);
     if (start === NO_PREFIX) return NOT_PREFIXED;
     if (start === PREFIX_AFTER_CONTROL) return invalid('bad_field', 'a control character before the prefix');
-    scanFields(text, start, end, this.scan);
-    return dropFrom(text, this.scan, this.values, time, host, this.core);
+    if (this.template === null) {
+      scanFields(text, start, end, this.scan);
+      return dropFrom(text, this.scan, this.values, time, host, this.core, null);
+    }
+    // The rendered policy runs up to the kernel's first field, which no policy name can hold (`=`).
+    const fieldsAt = text.indexOf('IN=', start);
+    const policyEnd = fieldsAt < 0 || fieldsAt > end ? end : fieldsAt;
+    const policy = readPolicy(this.template, text, start, policyEnd);
+    if (policy === null) {
+      return invalid('bad_prefix', `${quote(text.slice(start, policyEnd))} does not fit the prefix template`);
+    }
+    scanFields(text, policyEnd, end, this.scan);
+    const named =
+      policy.kind !== null || policy.name !== null || policy.namespace !== null || policy.tier !== null;
+    return dropFrom(text, this.scan, this.values, time, host, this.core, named ? policy : null);
   }
 
   private journalMessage(text: string, time: number, host: string | null): ParseResult {

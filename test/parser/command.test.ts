@@ -176,6 +176,19 @@ describe('parse command', () => {
     expect((await parseCommand(['--prefix', ' : '])).code).toBe(2);
   });
 
+  it('reads the policy with a template --prefix, and refuses a template no line fits in one line', async () => {
+    const input = kernLine(TCP4).replace('calico-packet: ', 'calico-packet knp web/deny: ');
+    const run = await parseCommand(['--prefix', 'calico-packet %k %p'], { input });
+    expect(jsonLines(run.stdout).map((drop) => drop.policy)).toEqual([
+      { tier: null, kind: 'KubernetesNetworkPolicy', namespace: 'web', name: 'deny', cut: false },
+    ]);
+    const bad = await parseCommand(['--prefix', 'calico-packet %k%p']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe(
+      'kube-iptables-tailer: --prefix: expected the --log-prefix text, or Felix\'s logPrefix template such as "calico-packet %k %p" (%k%p: placeholders need text between them)\n',
+    );
+  });
+
   it('handles CRLF line ends and a last line without a newline', async () => {
     const run = await parseCommand([], { input: `${kernLine(TCP4)}\r\n${kernLine(UDP4)}` });
     expect(jsonLines(run.stdout).map((drop) => drop.dstPort)).toEqual([12865, 53]);

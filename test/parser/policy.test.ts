@@ -4,8 +4,10 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { createParser, NOT_PREFIXED, type ParseResult } from '../../agent/parser/parse.ts';
 import { readPolicy } from '../../agent/parser/policy.ts';
 import { type PrefixTemplate, parseTemplate } from '../../agent/prefix-template.ts';
+import { TCP4 } from './samples.ts';
 
 const IPTABLES_PREFIX_MAX = 29;
 const NFTABLES_PREFIX_MAX = 127;
@@ -181,5 +183,64 @@ describe('readPolicy', () => {
       ),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('the parser with a template IPTABLES_LOG_PREFIX', () => {
+  const parse = createParser({
+    prefix: 'calico-packet %k %p',
+    timeLayout: null,
+    now: () => Date.UTC(2026, 3, 6),
+  });
+  const journal = (text: string): ParseResult => parse({ text, time: Date.UTC(2026, 3, 6), host: 'node-1' });
+  const dropOf = (result: ParseResult) => {
+    if (result.kind !== 'drop') throw new Error(`expected a drop, got ${JSON.stringify(result)}`);
+    return result.drop;
+  };
+
+  it('puts the policy on the drop, from whole and cut prefixes, and the fields after it as before', () => {
+    const whole = dropOf(journal(`calico-packet np netperf-demo/netperf: ${TCP4}`));
+    expect(whole).toMatchObject({
+      prefix: 'calico-packet',
+      src: '10.4.0.4',
+      dst: '10.4.1.6',
+      dstPort: 12865,
+    });
+    expect(whole.policy).toEqual({
+      tier: null,
+      kind: 'NetworkPolicy',
+      namespace: 'netperf-demo',
+      name: 'netperf',
+      cut: false,
+    });
+    const cut = dropOf(journal(`calico-packet gnp default.net${TCP4}`));
+    expect(cut.policy).toMatchObject({ kind: 'GlobalNetworkPolicy', name: 'default.net', cut: true });
+    expect(cut.in).toBe('cali6e7bb88b982');
+    const file = parse({
+      text: `2026-04-05T20:41:42Z node-1 kernel: calico-packet knp web/deny: ${TCP4}`,
+      time: null,
+      host: null,
+    });
+    expect(dropOf(file).policy).toMatchObject({
+      kind: 'KubernetesNetworkPolicy',
+      namespace: 'web',
+      name: 'deny',
+    });
+  });
+
+  it('still reads lines of the plain prefix, without a policy', () => {
+    const drop = dropOf(journal(`calico-packet: ${TCP4}`));
+    expect(drop.policy).toBeUndefined();
+    expect(drop.dstPort).toBe(12865);
+  });
+
+  it('reports a prefixed line that does not fit the template, and skips other lines', () => {
+    expect(journal(`calico-packet np web/deny extra: ${TCP4}`)).toEqual({
+      kind: 'invalid',
+      reason: 'bad_prefix',
+      detail: '" np web/deny extra: " does not fit the prefix template',
+    });
+    expect(journal(`calico-packets np web/deny: ${TCP4}`)).toBe(NOT_PREFIXED);
+    expect(journal('eth0: link becomes ready')).toBe(NOT_PREFIXED);
   });
 });

@@ -42,6 +42,19 @@ describe('dropMessage', () => {
     );
   });
 
+  it('ends with the policy the prefix named, when it named one', () => {
+    const policy = {
+      tier: null,
+      kind: 'NetworkPolicy',
+      namespace: 'netperf-demo',
+      name: 'netperf',
+      cut: false,
+    };
+    expect(dropMessage('send', drop({ policy }), 'netperf-server-42010a80017f')).toBe(
+      'Packet dropped when sending traffic to netperf-server-42010a80017f (10.4.0.16) on port 12865/TCP by NetworkPolicy netperf-demo/netperf',
+    );
+  });
+
   it('leaves out " (ip)" when the name is the IP itself', () => {
     expect(dropMessage('send', drop(), '10.4.0.16')).toBe(
       'Packet dropped when sending traffic to 10.4.0.16 on port 12865/TCP',
@@ -335,6 +348,6 @@ describe('policyText', () => {
     );
     expect(policyText({ ...policy, name: null })).toBe(' by a GlobalNetworkPolicy');
     expect(policyText({ ...policy, kind: null, name: null })).toBe('');
-    expect(policyText(null)).toBe('');
+    expect(policyText(undefined)).toBe('');
   });
 });

@@ -135,6 +135,13 @@ describe('replay on the bundled samples', () => {
         name: 'netperf-client-42010a80017f',
         uid: '6f2d1c3a-9b3e-4c1e-8f7a-2b5d9e0c4a11',
       },
+      related: {
+        kind: 'Pod',
+        apiVersion: 'v1',
+        namespace: 'default',
+        name: 'netperf-server-42010a80017f',
+        uid: '0c9a7e55-31d4-4d8b-a1f2-7e6b3c2d9f08',
+      },
       type: 'Warning',
       reason: 'PacketDrop',
       action: 'Drop',
@@ -291,5 +298,31 @@ describe('age', () => {
     [50 * 3_600_000, '2d'],
   ])('%d ms is %s', (ms, text) => {
     expect(age(ms)).toBe(text);
+  });
+});
+
+describe('replay with a template IPTABLES_LOG_PREFIX', () => {
+  it('names the policy in the Events of drops whose prefix names one, and keeps the plain wording otherwise', async () => {
+    const sample = (await readFile(KERN_LOG, 'utf8')).split('\n')[1]!;
+    const named = sample.replace('calico-packet: ', 'calico-packet np default/netperf: ');
+    const cut = sample
+      .replace('calico-packet: ', 'calico-packet gnp default.net')
+      .replace('SPT=60353', 'SPT=60354')
+      .replace('DPT=12865', 'DPT=22');
+    const log = await file('kern.log', `${named}\n${cut}\n`);
+    const { code, stdout } = await replay(['--pods', PODS, log], {
+      IPTABLES_LOG_PREFIX: 'calico-packet %k %p',
+      POD_IDENTIFIER: 'name',
+    });
+    expect(code).toBe(0);
+    const messages = events(stdout).map((e) => `${e.involvedObject.name}: ${e.message}`);
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        'netperf-client-42010a80017f: Packet dropped when sending traffic to netperf-server-42010a80017f (10.4.0.16) on port 12865/TCP by NetworkPolicy default/netperf',
+        'netperf-server-42010a80017f: Packet dropped when receiving traffic from netperf-client-42010a80017f (10.4.1.6) on port 12865/TCP by NetworkPolicy default/netperf',
+        'netperf-client-42010a80017f: Packet dropped when sending traffic to netperf-server-42010a80017f (10.4.0.16) on port 22/TCP by GlobalNetworkPolicy default.net…',
+      ]),
+    );
+    expect(messages).toHaveLength(4);
   });
 });
