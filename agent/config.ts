@@ -8,6 +8,10 @@ import { prefixProblem } from './prefix-template.ts';
 export const POD_IDENTIFIERS = ['namespace', 'name', 'label', 'name_with_namespace'] as const;
 export type PodIdentifier = (typeof POD_IDENTIFIERS)[number];
 
+/** node: this node's pods by watch, other pods looked up by address (scales); cluster: every pod watched. */
+export const POD_WATCH_SCOPES = ['node', 'cluster'] as const;
+export type PodWatchScope = (typeof POD_WATCH_SCOPES)[number];
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -38,6 +42,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** Reverse DNS for peers that are neither pods nor nodes (new). */
   reverseDns: boolean;
+  /** Which pods the agent watches; the others are looked up on demand (new). */
+  podWatchScope: PodWatchScope;
 }
 
 export class ConfigError extends Error {
@@ -196,11 +202,13 @@ export interface LoadOptions {
   uses?: readonly string[];
   /** Exactly one of JOURNAL_DIRECTORY and IPTABLES_LOG_PATH must be set (run, doctor). */
   needsSource?: boolean;
+  /** The command watches pods (run): POD_WATCH_SCOPE=node then needs NODE_NAME. */
+  watchesPods?: boolean;
 }
 
 /** Reads and validates the variables; throws one ConfigError naming every invalid one. */
 export function loadConfig(env: Env = process.env, options: LoadOptions = {}): Config {
-  const { uses, needsSource = false } = options;
+  const { uses, needsSource = false, watchesPods = false } = options;
   const r = new Reader(env);
   const logPrefix = r.string('IPTABLES_LOG_PREFIX', 'calico-packet').trim();
   const prefixExpected = prefixProblem(logPrefix);
@@ -257,7 +265,14 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
     eventBurstPerPod: r.int('EVENT_BURST_PER_POD', 5, 1, 1000),
     shutdownGraceMs: r.int('SHUTDOWN_GRACE_SECONDS', 10, 0, 600) * 1000,
     reverseDns: r.bool('REVERSE_DNS', true),
+    podWatchScope: r.choice('POD_WATCH_SCOPE', POD_WATCH_SCOPES, 'node'),
   };
+  if (watchesPods && config.podWatchScope === 'node' && config.nodeName === '') {
+    r.problem(
+      'NODE_NAME',
+      "NODE_NAME is not set: POD_WATCH_SCOPE=node (the default) watches this node's pods; set NODE_NAME to the node's name (fieldRef spec.nodeName), or POD_WATCH_SCOPE=cluster",
+    );
+  }
   const problems = r.problems
     .filter((problem) => uses === undefined || uses.includes(problem.variable))
     .map((problem) => problem.text);

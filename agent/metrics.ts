@@ -108,6 +108,15 @@ export class Metrics {
     'pod_ip_conflicts_total',
     'Drop addresses located while two Running pods on the pod network claimed them (a stale status during IP reuse); the pod that started last was named',
   );
+  readonly podLookups = this.labelled(
+    'pod_lookups_total',
+    'Asks about drop addresses no local pod or node has (POD_WATCH_SCOPE=node), by outcome: from the cache (hit, miss), answered by the API server (found, not_found), or not yet (error, rate_limited, coalesced with a lookup in flight)',
+    ['outcome'] as const,
+  );
+  readonly podLookupCache = this.gauge(
+    'pod_lookup_cache_entries',
+    'Addresses in the pod lookup cache: pods found on demand and misses remembered',
+  );
   readonly eventsCreated = this.counter('events_created_total', 'Events created in the API');
   readonly eventsPatched = this.counter(
     'events_patched_total',

@@ -5,6 +5,7 @@ import { HeldDrops, type IndexFreshness } from './locator/held-drops.ts';
 import { LatePods, type WaitingDrop, type WaitingSide } from './locator/late-pods.ts';
 import { peerName, type ReverseResolver } from './locator/naming.ts';
 import type { Located, PodLocator } from './locator/pod-index.ts';
+import type { PeerLookup } from './locator/pod-lookup.ts';
 import type { Metrics } from './metrics.ts';
 import type { DropSideSink, PacketDrop, PodRef } from './types.ts';
 
@@ -23,7 +24,29 @@ export interface PipelineParts {
    * sides whose pod is unknown wait for podRunning (see LatePods).
    */
   freshness?: IndexFreshness;
+  /**
+   * POD_WATCH_SCOPE=node: pods of other nodes, found by address. A drop with an address no local pod or
+   * node has waits for its lookup (see LOOKUP_WAIT_MS), so that its sides are named once, rightly.
+   */
+  lookup?: PeerLookup;
 }
+
+/**
+ * How long a drop waits for lookups still to be made or answered (the rate is bounded); while the API server
+ * fails, it waits longer, within its expiry and the held drops' capacity, since the answer is only late.
+ */
+export const LOOKUP_WAIT_MS = 10_000;
+/** While drops wait on lookups, they are located again when one ends, or this often. */
+const RECHECK_MS = 200;
+
+/** A held drop, and since when it waits (the pipeline's clock). */
+interface Held {
+  drop: PacketDrop;
+  since: number;
+}
+
+/** Whether a drop may wait, and since when it has; null: located with what is known now. */
+type Waiting = { indexBehind: boolean; since: number } | null;
 
 /** The pod that gets an Event for its side of the drop: Running (the locator only finds those) and on the pod network. */
 function eventPod(located: Located): PodRef | undefined {
@@ -58,8 +81,11 @@ export function eventHost(drop: PacketDrop, nodeName: string): string {
 export class Pipeline {
   private readonly parts: PipelineParts;
   private readonly repeats: RepeatFilter;
-  private readonly held = new HeldDrops();
+  private readonly held = new HeldDrops<Held>();
   private readonly late = new LatePods();
+  /** Lookups ended when the held drops were last located, and when they may be again without a new answer. */
+  private answersSeen = 0;
+  private recheckAt = Number.NEGATIVE_INFINITY;
 
   constructor(parts: PipelineParts) {
     this.parts = parts;
@@ -73,21 +99,38 @@ export class Pipeline {
     if (drop !== read) this.parts.metrics.dropsFutureDated.inc();
     // Drops held earlier go first, so that a repeat suppresses the later drop and not the earlier one.
     this.release(now);
-    const outcome = this.process(drop, now, !this.indexCurrent());
+    const outcome = this.process(drop, now, { indexBehind: !this.indexCurrent(), since: now });
     if (outcome !== 'held') return outcome;
     this.parts.metrics.dropsHeld.inc();
-    const evicted = this.held.hold(drop);
-    if (evicted !== undefined) this.process(evicted, now, false);
+    const evicted = this.held.hold({ drop, since: now });
+    if (evicted !== undefined) this.process(evicted.drop, now, null);
     return outcome;
   }
 
   /**
-   * Locates the held drops again once the pod index is current (or at once when `force`, at shutdown),
-   * oldest first, with the usual expiry and repeat checks. The caller polls it; it is cheap when idle.
+   * Locates the held drops again once the pod index is current and, for drops waiting on lookups, once one
+   * ended or RECHECK_MS passed (or at once when `force`, at shutdown, without waiting any more), oldest
+   * first, with the usual expiry and repeat checks. The caller polls it; it is cheap when idle.
    */
   release(now: number, force = false): void {
-    if (this.held.size === 0 || !(force || this.indexCurrent())) return;
-    for (const drop of this.held.takeAll()) this.process(drop, now, false);
+    if (force) {
+      for (const { drop } of this.held.takeAll()) this.process(drop, now, null);
+      return;
+    }
+    if (!this.indexCurrent()) {
+      this.recheckAt = Number.NEGATIVE_INFINITY;
+      return;
+    }
+    if (this.held.size === 0) return;
+    const answers = this.parts.lookup?.answers ?? 0;
+    if (answers === this.answersSeen && now < this.recheckAt) return;
+    this.answersSeen = answers;
+    this.recheckAt = now + RECHECK_MS;
+    for (const held of this.held.takeAll()) {
+      if (this.process(held.drop, now, { indexBehind: false, since: held.since }) === 'held') {
+        this.held.hold(held);
+      }
+    }
   }
 
   /**
@@ -143,7 +186,18 @@ export class Pipeline {
     this.late.wait(ip, side);
   }
 
-  private process(drop: PacketDrop, now: number, indexBehind: boolean): DropOutcome {
+  /**
+   * Whether the side must wait for its address's lookup: only a side unknown to the index, and not past the
+   * wait, unless the API server is failing. Asking starts the lookup.
+   */
+  private awaitsLookup(ip: string, located: Located, now: number, since: number): boolean {
+    const { lookup } = this.parts;
+    if (lookup === undefined || known(located)) return false;
+    const state = lookup.ask(ip);
+    return state === 'unavailable' || (state === 'pending' && now - since < LOOKUP_WAIT_MS);
+  }
+
+  private process(drop: PacketDrop, now: number, wait: Waiting): DropOutcome {
     const { config, locator, metrics, sink } = this.parts;
     if (isExpired(drop, now, config.expirationMs)) {
       metrics.dropsExpired.inc();
@@ -155,8 +209,14 @@ export class Pipeline {
     }
     const src = locator.locate(drop.src, drop.time);
     const dst = locator.locate(drop.dst, drop.time);
-    // An unknown address may be a pod the index has not heard of yet; it cannot be told from an outside one.
-    if (indexBehind && !(known(src) && known(dst))) return 'held';
+    if (wait !== null) {
+      // An unknown address may be a pod the index has not heard of yet; it cannot be told from an outside one.
+      if (wait.indexBehind && !(known(src) && known(dst))) return 'held';
+      // Both asked, so that both lookups run at once.
+      const srcWaits = this.awaitsLookup(drop.src, src, now, wait.since);
+      const dstWaits = this.awaitsLookup(drop.dst, dst, now, wait.since);
+      if (srcWaits || dstWaits) return 'held';
+    }
     const srcPod = eventPod(src);
     const dstPod = eventPod(dst);
     const waiting: WaitingDrop = { drop, posted: false, seenAt: now };

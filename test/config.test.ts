@@ -295,3 +295,26 @@ describe('IPTABLES_LOG_PREFIX with placeholders', () => {
     expect(problems({ ...SOURCE, IPTABLES_LOG_PREFIX: 'calico-packet %k%p' })).toHaveLength(1);
   });
 });
+
+describe('POD_WATCH_SCOPE', () => {
+  const run = { needsSource: true, watchesPods: true };
+
+  it('defaults to node, which needs NODE_NAME in the agent: the error names both and what to set', () => {
+    expect(loadConfig({ ...SOURCE, NODE_NAME: 'node-a' }, run).podWatchScope).toBe('node');
+    expect(problems(SOURCE, run)).toEqual([
+      "NODE_NAME is not set: POD_WATCH_SCOPE=node (the default) watches this node's pods; set NODE_NAME to the node's name (fieldRef spec.nodeName), or POD_WATCH_SCOPE=cluster",
+    ]);
+  });
+
+  it('cluster needs no NODE_NAME; commands that watch no pods (doctor, replay) never ask for it', () => {
+    expect(loadConfig({ ...SOURCE, POD_WATCH_SCOPE: 'Cluster' }, run).podWatchScope).toBe('cluster');
+    expect(problems(SOURCE, { needsSource: true })).toEqual([]);
+    expect(problems({}, { uses: REPLAY_VARIABLES })).toEqual([]);
+  });
+
+  it('names the accepted values', () => {
+    expect(problems({ ...SOURCE, NODE_NAME: 'node-a', POD_WATCH_SCOPE: 'all' }, run)).toEqual([
+      'POD_WATCH_SCOPE="all": expected one of node, cluster',
+    ]);
+  });
+});

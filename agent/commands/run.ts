@@ -8,7 +8,8 @@ import { loadKubeConfig } from '../kube/client.ts';
 import type { ListWatch } from '../kube/list-watch.ts';
 import { createNodeWatch } from '../locator/node-watch.ts';
 import { PodDirectory } from '../locator/pod-directory.ts';
-import { createPodWatch } from '../locator/pod-watch.ts';
+import { PodLookup } from '../locator/pod-lookup.ts';
+import { createPodWatch, podLister } from '../locator/pod-watch.ts';
 import { ReverseDns } from '../locator/reverse-dns.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { Metrics } from '../metrics.ts';
@@ -49,7 +50,7 @@ function loadSettings(env: Env): { config: Config; kubeConfig: KubeConfig } {
       return null;
     }
   };
-  const config = attempt(() => loadConfig(env, { needsSource: true }));
+  const config = attempt(() => loadConfig(env, { needsSource: true, watchesPods: true }));
   // The credentials depend on KUBE_API_SERVER: with the variables invalid, they are checked only when it is unset.
   const serverUnset = (env.KUBE_API_SERVER ?? '') === '';
   const kubeConfig =
@@ -88,12 +89,25 @@ export async function main(argv: string[]): Promise<number> {
     logger: log,
     onCount: (counter: string) => metrics.apiWatch.inc({ resource, counter }),
   });
+  const nodeScoped = config.podWatchScope === 'node';
   const podWatch = createPodWatch({
     kubeConfig,
     sink: directory.pods,
     labelKey: config.podIdentifierLabel,
+    ...(nodeScoped ? { nodeName: config.nodeName } : {}),
     ...counted('pods'),
   });
+  // Node-scoped, the pods of other nodes are found by address when a drop names one.
+  const lookup = nodeScoped
+    ? new PodLookup({
+        list: podLister(kubeConfig),
+        sink: directory.remote,
+        labelKey: config.podIdentifierLabel,
+        clock: () => performance.now(),
+        logger: log,
+        onOutcome: (outcome) => metrics.podLookups.inc({ outcome }),
+      })
+    : undefined;
   const watches: ListWatch<unknown>[] = [
     podWatch,
     createNodeWatch({ kubeConfig, sink: directory.nodes, ...counted('nodes') }),
@@ -108,6 +122,7 @@ export async function main(argv: string[]): Promise<number> {
     sink: sides,
     metrics,
     freshness: podWatch,
+    ...(lookup === undefined ? {} : { lookup }),
     ...(config.reverseDns ? { dns: new ReverseDns() } : {}),
   });
   // A pod's first drops may come before its Running status: their sides waited, and are posted now.
@@ -133,12 +148,21 @@ export async function main(argv: string[]): Promise<number> {
     },
   });
   log.info(
-    { source: requireOneSource(config), prefix: config.logPrefix, port: boundPort(server) },
+    {
+      source: requireOneSource(config),
+      prefix: config.logPrefix,
+      port: boundPort(server),
+      podWatchScope: config.podWatchScope,
+    },
     'starting',
   );
 
   for (const watch of watches) watch.start();
-  const gauges = setInterval(() => metrics.podsIndexed.set(directory.size), 1000);
+  const gauges = setInterval(() => {
+    metrics.podsIndexed.set(directory.size);
+    lookup?.purge();
+    metrics.podLookupCache.set(lookup?.size ?? 0);
+  }, 1000);
   // Held drops leave soon after the pod watch has caught up, even when no new line arrives to carry them.
   const releases = setInterval(() => pipeline.release(Date.now()), HELD_DROPS_POLL_MS);
   const stopping = new AbortController();
@@ -214,6 +238,7 @@ export async function main(argv: string[]): Promise<number> {
   clearInterval(looks);
   clearInterval(releases);
   pipeline.release(Date.now(), true);
+  lookup?.stop();
   stopAt ??= performance.now() + config.shutdownGraceMs;
   await writer.flush(stopAt - performance.now());
   // Again, now that the flush settled what it wrote: the checkpoint stops at the first line not written.

@@ -10,12 +10,13 @@ export const HELD_DROPS_CAPACITY = 10_000;
 
 /**
  * Drops naming an address the pod index does not know, seen while the index is behind (its watch
- * reconnecting or relisting): the address may belong to a pod that started meanwhile. They wait here,
- * oldest first, to be located again once the index is current. Bounded: past the capacity the oldest
- * leaves at once, to be located with what the index knows, so an outage costs accuracy, never memory.
+ * reconnecting or relisting) or while the address is looked up: it may belong to a pod that started
+ * meanwhile, or to one of another node. They wait here, oldest first, to be located again. Bounded: past
+ * the capacity the oldest leaves at once, to be located with what the index knows, so an outage costs
+ * accuracy, never memory.
  */
-export class HeldDrops {
-  private drops: PacketDrop[] = [];
+export class HeldDrops<T = PacketDrop> {
+  private drops: T[] = [];
   private readonly capacity: number;
 
   constructor(capacity = HELD_DROPS_CAPACITY) {
@@ -27,13 +28,13 @@ export class HeldDrops {
   }
 
   /** Holds the drop; returns the oldest one when that makes room for it. */
-  hold(drop: PacketDrop): PacketDrop | undefined {
+  hold(drop: T): T | undefined {
     this.drops.push(drop);
     return this.drops.length > this.capacity ? this.drops.shift() : undefined;
   }
 
   /** Every held drop, oldest first; none is held afterwards. */
-  takeAll(): PacketDrop[] {
+  takeAll(): T[] {
     const drops = this.drops;
     this.drops = [];
     return drops;

@@ -58,8 +58,10 @@ function usesAddressRather(a: PodState, b: PodState, at: number): boolean {
 
 /**
  * In-memory pod index by IP, fed through `pods` and `nodes` (from a pods file in replay, from the pod and
- * node watches in the live agent). Not a cache: it holds exactly the pods the source says exist, so it is
- * not LRU-bounded. Addresses are looked up in canonical form, as drops and podState() spell them.
+ * node watches in the live agent), and through `remote` with pods the API server named on demand (see
+ * PodLookup, whose bounded cache decides how long they stay). The watched pods are not a cache: they are
+ * exactly the pods the source says exist. Addresses are looked up in canonical form, as drops and
+ * podState() spell them.
  */
 export class PodDirectory implements PodLocator, PodIndex {
   private readonly states = new Map<string, PodState>();
@@ -67,17 +69,48 @@ export class PodDirectory implements PodLocator, PodIndex {
   private readonly hostAddressByIp = new AddressIndex();
   private readonly nodeAddresses = new Map<string, readonly string[]>();
   private readonly nodeByAddress = new Map<string, string>();
+  /** Keys of the pods that came through `remote` and not (yet) through the watch. */
+  private readonly remoteKeys = new Set<string>();
+  /**
+   * Pods a lookup found not Running (finished, or Pending with an address already): the watch never reports
+   * those, and a pods file's are not used, so that replay names what it always named.
+   */
+  private readonly notRunningByIp = new AddressIndex();
   private readonly conflicts: Counter | undefined;
   private runningCount = 0;
   private runningListener: ((pod: PodRef) => void) | null = null;
 
   readonly pods: ListWatchSink<PodState> = {
     replace: (states) => {
-      for (const key of [...this.states.keys()]) this.removePod(key);
-      for (const state of states) this.upsertPod(state);
+      for (const key of [...this.states.keys()]) if (!this.remoteKeys.has(key)) this.removePod(key);
+      for (const state of states) this.pods.upsert(state);
     },
-    upsert: (state) => this.upsertPod(state),
-    remove: (state) => this.removePod(podKey(state.pod)),
+    upsert: (state) => {
+      this.remoteKeys.delete(podKey(state.pod));
+      this.upsertPod(state);
+    },
+    remove: (state) => {
+      this.remoteKeys.delete(podKey(state.pod));
+      this.removePod(podKey(state.pod));
+    },
+  };
+
+  /**
+   * Pods found on demand, Running or finished. A pod the watch also reports is the watch's: what it says is
+   * never replaced or removed from here, and its own removal ends the pod whatever its origin.
+   */
+  readonly remote: Omit<ListWatchSink<PodState>, 'replace'> = {
+    upsert: (state) => {
+      const key = podKey(state.pod);
+      if (this.states.has(key) && !this.remoteKeys.has(key)) return;
+      this.remoteKeys.add(key);
+      this.upsertPod(state);
+    },
+    remove: (state) => {
+      const key = podKey(state.pod);
+      if (!this.remoteKeys.delete(key)) return;
+      this.removePod(key);
+    },
   };
 
   readonly nodes: ListWatchSink<NodeAddresses> = {
@@ -119,10 +152,25 @@ export class PodDirectory implements PodLocator, PodIndex {
       }
     }
     if (conflict) this.conflicts?.inc();
+    if (chosen !== undefined && this.heldByOtherThen(ip, chosen, at))
+      return { pod: undefined, node: undefined };
     if (chosen !== undefined) return { pod: chosen.pod, node: undefined };
     const node =
       hostPod !== undefined && hostPod.pod.nodeName !== '' ? hostPod.pod.nodeName : this.nodeOwning(ip);
     return { pod: hostPod?.pod, node };
+  }
+
+  /**
+   * Whether a pod a lookup found not Running had the address at `at`, before `chosen` started: the address
+   * was that pod's then (IP reuse), and a pod not Running now gets no Event.
+   */
+  private heldByOtherThen(ip: string, chosen: PodState, at: number): boolean {
+    if (chosen.started <= at) return false;
+    for (const key of this.notRunningByIp.keys(ip)) {
+      const started = this.states.get(key)?.started;
+      if (started !== undefined && started <= at) return true;
+    }
+    return false;
   }
 
   /** A declared node address first; else the node of the pod indexed last with it as a host address. */
@@ -142,6 +190,8 @@ export class PodDirectory implements PodLocator, PodIndex {
     if (state.running) {
       this.runningByIp.add(state.pod.ips, key);
       this.runningCount++;
+    } else if (!state.pod.hostNetwork && this.remoteKeys.has(key)) {
+      this.notRunningByIp.add(state.pod.ips, key);
     }
     this.hostAddressByIp.add(hostAddressesOf(state), key);
     if (state.running) this.runningListener?.(state.pod);
@@ -154,6 +204,8 @@ export class PodDirectory implements PodLocator, PodIndex {
     if (state.running) {
       this.runningByIp.delete(state.pod.ips, key);
       this.runningCount--;
+    } else {
+      this.notRunningByIp.delete(state.pod.ips, key);
     }
     this.hostAddressByIp.delete(hostAddressesOf(state), key);
   }

@@ -1,6 +1,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { ListWatch, type ListWatchSink, type ListWatchTuning } from '../kube/list-watch.ts';
 import { isRecord } from '../kube/objects.ts';
+import type { ListCall } from '../kube/pages.ts';
 import type { Logger } from '../log.ts';
 import type { PodState } from './pod-index.ts';
 import { podState } from './pod-ref.ts';
@@ -33,19 +34,26 @@ export interface PodWatchOptions extends ListWatchTuning {
   logger: Logger;
   /** POD_IDENTIFIER_LABEL: the label whose value the PodRef keeps; '' keeps none. */
   labelKey: string;
+  /** POD_WATCH_SCOPE=node: only the pods bound to this node (the API server's watch cache indexes them so). */
+  nodeName?: string;
 }
 
-/** Running pods of every namespace, converted to PodStates as they arrive. Call start() on the result. */
+/** Running pods of every namespace, or of one node, converted to PodStates as they arrive. Call start(). */
 export function createPodWatch(options: PodWatchOptions): ListWatch<PodState> {
-  const { kubeConfig, labelKey, ...rest } = options;
-  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const { kubeConfig, labelKey, nodeName, ...rest } = options;
   return new ListWatch<PodState>({
     ...rest,
     resource: 'pods',
     kubeConfig,
     path: '/api/v1/pods',
-    fieldSelector: RUNNING_PODS,
-    list: (request, requestOptions) => core.listPodForAllNamespaces(request, requestOptions),
+    fieldSelector: nodeName === undefined ? RUNNING_PODS : `${RUNNING_PODS},spec.nodeName=${nodeName}`,
+    list: podLister(kubeConfig),
     convert: (object) => apiPodState(object, labelKey),
   });
+}
+
+/** Pods of every namespace, for the watch's list and the lookup: `GET /api/v1/pods`. */
+export function podLister(kubeConfig: KubeConfig): ListCall {
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  return (request, options) => core.listPodForAllNamespaces(request, options);
 }

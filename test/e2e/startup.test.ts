@@ -26,11 +26,14 @@ afterEach(() => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
 });
 
-/** The CLI with exactly `env` (plus PATH unless given): nothing inherited that could configure it. */
+/**
+ * The CLI with exactly `env`, plus PATH and the NODE_NAME the DaemonSet always sets, unless given: nothing
+ * inherited that could configure it.
+ */
 function launch(env: Record<string, string>, args = ['run']): Launched {
   const child = spawn(process.execPath, [join(ROOT, 'agent/cli.ts'), ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', NODE_NAME: 'node-a', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -141,6 +144,14 @@ describe('run cannot start', () => {
       'KUBE_EVENT_DISPLAY_REASON=" "',
       'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set',
       `KUBECONFIG=${join(dir, 'missing.yaml')}: no such file`,
+    );
+  });
+
+  it("without NODE_NAME while watching only its node's pods (the default)", async () => {
+    await expectStartupFailure(
+      launch({ ...journal(), KUBECONFIG: kubeconfig, NODE_NAME: '' }),
+      'NODE_NAME is not set: POD_WATCH_SCOPE=node (the default)',
+      'or POD_WATCH_SCOPE=cluster',
     );
   });
 
