@@ -61,7 +61,10 @@ export interface PodLookupOptions {
   sink: Omit<ListWatchSink<PodState>, 'replace'>;
   /** POD_IDENTIFIER_LABEL, as for the pod watch. */
   labelKey: string;
-  /** Milliseconds on a monotonic clock: the TTLs, the rate and the backoff run on it. */
+  /**
+   * Milliseconds on a monotonic clock, above 0 (lru-cache takes a start of 0 for "no TTL"): the TTLs, the
+   * rate and the backoff run on it.
+   */
   clock: () => number;
   logger: Logger;
   onOutcome?: (outcome: LookupOutcome) => void;
