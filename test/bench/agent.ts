@@ -57,6 +57,8 @@ async function agentOn(c: Cluster, dir: string, env: Record<string, string> = {}
     JOURNAL_DIRECTORY: dir,
     CHECKPOINT_DIRECTORY: await mkdtemp(join(tmpdir(), 'agent-bench-checkpoint-')),
     NODE_NAME: 'node-a',
+    // What this bench measures: memory per pod indexed, every pod of the cluster watched.
+    POD_WATCH_SCOPE: 'cluster',
     LOG_LEVEL: 'info',
     ...env,
   });
