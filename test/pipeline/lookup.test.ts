@@ -152,6 +152,17 @@ describe('Pipeline with pods looked up by address', () => {
     expect(asks()).toBe(4);
   });
 
+  it('posts the waiting side when a later lookup finds the pod Running there (within the late-pod window)', async () => {
+    const { directory, pipeline, summary, metrics } = setup();
+    expect(pipeline.handle(toRemote(), T0)).toBe('posted');
+    expect(summary()).toHaveLength(1);
+    directory.remote.upsert(running(remoteServer));
+    expect(summary()[1]).toBe(
+      'remote-server receive: Packet dropped when receiving traffic from netperf-client-42010a80017f (10.4.1.6) on port 12865/TCP',
+    );
+    expect(await value(metrics.dropsPostedLate)).toBe(1);
+  });
+
   it('at shutdown posts what it holds without waiting', () => {
     const { lookup, pipeline, summary } = setup();
     lookup.set('10.9.0.16', 'unavailable');
