@@ -12,6 +12,7 @@ const integration = [
   'test/events/writer-api.test.ts',
   'test/manifests/**/*.test.ts',
   'test/tools/doctor/doctor-cli.test.ts',
+  'test/dashboards/dashboard.test.ts',
 ];
 
 // 100,000 damaged inputs each: CPU-bound soaks of the parser and the export reader, run by `npm test`
