@@ -51,8 +51,8 @@ export function variableMetric(query: string): string | undefined {
 export function exportedNames(scrape: string): Set<string> {
   const names = new Set<string>();
   for (const line of scrape.split('\n')) {
-    const declared = /^# TYPE ([A-Za-z_:][\w:]*) /.exec(line);
-    if (declared) names.add(declared[1]);
+    const declared = /^# TYPE ([A-Za-z_:][\w:]*) /.exec(line)?.[1];
+    if (declared !== undefined) names.add(declared);
     else if (!line.startsWith('#')) {
       const sample = /^[A-Za-z_:][\w:]*/.exec(line);
       if (sample) names.add(sample[0]);
@@ -65,12 +65,14 @@ interface Target {
   expr?: string;
 }
 interface Panel {
+  type?: string;
   title?: string;
   targets?: Target[];
   panels?: Panel[];
 }
 interface Variable {
   name: string;
+  type?: string;
   query?: string | { query?: string };
 }
 export interface Dashboard {
