@@ -29,9 +29,15 @@ describe('test prerequisites', () => {
     const needs = [...PREREQUISITES, { program: 'systemd-cat', debianPackage: 'systemd' }];
     const decision = decide(
       needs,
-      machine(['apt-get', 'openssl', '/lib/systemd/systemd-journal-remote'], true),
+      machine(['apt-get', ...everything.filter((p) => p !== 'journalctl')], true),
     );
     expect(decision).toMatchObject({ action: 'install', packages: ['systemd'] });
+    // iptables ships both iptables and ip6tables.
+    const firewall = decide(
+      PREREQUISITES,
+      machine(['apt-get', ...everything.filter((p) => p !== 'iptables' && p !== 'ip6tables')], true),
+    );
+    expect(firewall).toMatchObject({ action: 'install', packages: ['iptables'] });
   });
 
   it('fails naming the package and the apt-get command when not root', () => {

@@ -19,6 +19,13 @@ export const PREREQUISITES: readonly Prerequisite[] = [
   { program: 'journalctl', debianPackage: 'systemd' },
   // The test control plane's certificates.
   { program: 'openssl', debianPackage: 'openssl' },
+  // The real kernel's drop lines (test/support/kernel-net.ts): namespaces, LOG rules, traffic.
+  { program: 'ip', debianPackage: 'iproute2' },
+  { program: 'iptables', debianPackage: 'iptables' },
+  { program: 'ip6tables', debianPackage: 'iptables' },
+  { program: 'nft', debianPackage: 'nftables' },
+  { program: 'ping', debianPackage: 'iputils-ping' },
+  { program: 'dmesg', debianPackage: 'util-linux' },
 ];
 
 export interface Machine {
