@@ -2,8 +2,7 @@ import { open, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { V1Pod } from '@kubernetes/client-node';
 import { loadConfig, REPLAY_VARIABLES } from '../config.ts';
-import type { CoreEvent } from '../events/event.ts';
-import { EventBook } from '../events/event-book.ts';
+import { type BookedEvent, EventBook } from '../events/event-book.ts';
 import { SideEvents } from '../events/sides.ts';
 import { isRecord } from '../kube/objects.ts';
 import { PodDirectory } from '../locator/pod-directory.ts';
@@ -99,10 +98,10 @@ function table(cells: readonly (readonly string[])[]): string {
     .join('');
 }
 
-function format(events: readonly CoreEvent[], output: Output, now: number): string {
+function format(events: readonly BookedEvent[], output: Output, now: number): string {
   if (output === 'json') {
-    // core/v1 Event plus a top-level namespace, the field the replay contract names, and the message as
-    // events.k8s.io/v1 calls it.
+    // core/v1 Event plus a top-level namespace, the field the replay contract names, the message as
+    // events.k8s.io/v1 calls it, and the policy a template prefix named.
     return events
       .map(
         (event) =>

@@ -1,7 +1,12 @@
-import type { EventIntent, EventSink } from '../types.ts';
+import type { EventIntent, EventSink, PolicyRef } from '../types.ts';
 import { aggregationKey, type CoreEvent, type EventConfig, eventBody, type Occurrence } from './event.ts';
 
 export type RecordOutcome = 'created' | 'incremented';
+
+/** An Event as replay prints it: the core/v1 Event, and the policy its message names, if any. */
+export interface BookedEvent extends CoreEvent {
+  policy?: PolicyRef;
+}
 
 interface Entry extends Occurrence {
   intent: EventIntent;
@@ -47,9 +52,14 @@ export class EventBook implements EventSink {
   }
 
   /** Ordered by firstTimestamp, then namespace, then Event name, so output is stable across runs. */
-  list(): CoreEvent[] {
+  list(): BookedEvent[] {
     return [...this.entries.values()]
-      .map((entry) => eventBody(entry.intent, this.config, entry))
+      .map(({ intent, ...seen }): BookedEvent => {
+        const event = eventBody(intent, this.config, seen);
+        const { policy } = intent.drop;
+        // A combined Event stands for many drops and names no policy.
+        return policy === undefined || intent.combined ? event : { ...event, policy };
+      })
       .sort(
         (a, b) =>
           compare(a.firstTimestamp, b.firstTimestamp) ||

@@ -324,5 +324,20 @@ describe('replay with a template IPTABLES_LOG_PREFIX', () => {
       ]),
     );
     expect(messages).toHaveLength(4);
+    const policies = events(stdout).map((e) => (e as { policy?: unknown }).policy);
+    expect(policies).toContainEqual({
+      tier: null,
+      kind: 'NetworkPolicy',
+      namespace: 'default',
+      name: 'netperf',
+      cut: false,
+    });
+    expect(policies).toContainEqual({
+      tier: null,
+      kind: 'GlobalNetworkPolicy',
+      namespace: null,
+      name: 'default.net',
+      cut: true,
+    });
   });
 });
