@@ -225,7 +225,7 @@ async function openRegular(path: string): Promise<Opened | Exclude<Found, { kind
   return found;
 }
 
-interface Start {
+export interface Start {
   offset: number;
   /** The offset is inside a line: its rest is dropped. */
   midLine?: boolean;
@@ -237,7 +237,7 @@ interface Start {
  * is searched: the line cut by the window is the only thing skipped, and if it is too long to parse,
  * reading starts in it, mid-line, and drops the rest of it.
  */
-async function readBackStart(handle: FileHandle, size: number): Promise<Start> {
+export async function readBackStart(handle: FileHandle, size: number): Promise<Start> {
   if (size <= READ_BACK_BYTES) return { offset: 0 };
   const from = size - READ_BACK_BYTES - 1;
   const probe = Buffer.alloc(MAX_LINE_LENGTH + 1);

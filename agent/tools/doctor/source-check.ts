@@ -11,7 +11,7 @@ import { HostSpan, headerAt } from '../../parser/header.ts';
 import { createParser } from '../../parser/parse.ts';
 import { normalizePrefix } from '../../parser/prefix.ts';
 import { createStampParser } from '../../parser/timestamp.ts';
-import { READ_BACK_BYTES } from '../../sources/file.ts';
+import { readBackStart } from '../../sources/file.ts';
 import { journalFilePaths } from '../../sources/journal-files.ts';
 import { readJournalOnce } from '../bulk/journal-read.ts';
 import { CensusTally, printable } from './census.ts';
@@ -105,9 +105,9 @@ async function forEachFileLine(
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw Object.assign(new Error('it is not a regular file'), { code: 'ENOTFILE' });
-    const start = Math.max(0, info.size - READ_BACK_BYTES);
-    // Reading from the middle of the file starts in the middle of a line: that partial line is dropped.
-    const splitter = new LineSplitter({ offset: start, midLine: start > 0 });
+    // Where the agent's first start reads from, so doctor looks at exactly the lines the agent would.
+    const { offset: start, midLine = false } = await readBackStart(handle, info.size);
+    const splitter = new LineSplitter({ offset: start, midLine });
     let bytesRead = 0;
     if (info.size > start) {
       for await (const chunk of handle.createReadStream({ start, end: info.size - 1, autoClose: false })) {

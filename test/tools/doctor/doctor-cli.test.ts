@@ -450,6 +450,21 @@ describe('doctor on a broken source', () => {
     expect(run.stdout).toMatch(/^[\x20-\x7e\n]*$/);
   });
 
+  it('reads back the lines the agent would from a file over 64 MiB, the first whole one included', async () => {
+    const dir = await tempDir('doctor-read-back');
+    dirs.push(dir);
+    const path = join(dir, 'kern.log');
+    const readBack = 64 << 20;
+    // The window's first byte starts a line (the byte before it is a newline): that line is read.
+    const first = `${new Date().toISOString()} node-a kernel: ${dropMessage('calico-packet: ', CLIENT_IP, UNKNOWN_IP)}\n`;
+    const filler = `${'x'.repeat(1023)}\n`;
+    const fillers = Math.floor((readBack - first.length) / filler.length);
+    const tail = `${'y'.repeat(readBack - first.length - fillers * filler.length - 1)}\n`;
+    await writeFile(path, `${'w'.repeat(99)}\n${first}${filler.repeat(fillers)}${tail}`);
+    const report = await doctorJson({ IPTABLES_LOG_PATH: path, KUBECONFIG: agentKubeconfig });
+    expect(report.source).toMatchObject({ truncated: true, bytesRead: readBack, prefixed: 1, drops: 1 });
+  });
+
   it('reads the window of a log file (IPTABLES_LOG_PATH) by the lines own timestamps', async () => {
     const dir = await tempDir('doctor-file');
     dirs.push(dir);
