@@ -13,6 +13,7 @@ const integration = [
   'test/manifests/**/*.test.ts',
   'test/tools/doctor/doctor-cli.test.ts',
   'test/dashboards/dashboard.test.ts',
+  'test/charts/**/*.test.ts',
 ];
 
 // 100,000 damaged inputs each: CPU-bound soaks of the parser and the export reader, run by `npm test`
