@@ -8,10 +8,10 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { type CoreV1Event, loadAllYaml, type V1DaemonSet } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type AgentProcess, metricValue, startAgent, waitFor } from '../e2e/agent-process.ts';
-import { buildHelm } from '../helm/build.ts';
 import {
   type Cluster,
   connect,
@@ -27,6 +27,7 @@ import {
 import { appendJournal, tempDir } from '../support/journal.ts';
 
 const CHART = 'charts/kube-iptables-tailer';
+const BUILD_HELM = join(import.meta.dirname, '../helm/build.ts');
 
 // Labels Helm's conventions add to every object's metadata (not to the DaemonSet's selector or pod
 // template, which stay as in manifests/): which chart, release and version made the object.
@@ -101,7 +102,9 @@ describe('the Helm chart', () => {
   beforeAll(async () => {
     c = connect(inject('kubeconfig'));
     helmHome = await mkdtemp(join(tmpdir(), 'helm-home-'));
-    helmBinary = buildHelm();
+    // A process of its own: the first build takes minutes, which would block this worker's event loop.
+    const built = await promisify(execFile)(process.execPath, [BUILD_HELM], { encoding: 'utf8' });
+    helmBinary = built.stdout.trim();
   });
 
   it('passes helm lint --strict, in every source mode', async () => {

@@ -1,7 +1,7 @@
 // Helm for the chart tests, built from its Go module (go.mod here pins helm.sh/helm/v4) the way
 // test/testenv/cli.ts builds the control plane: cached under
 // ${XDG_CACHE_HOME:-~/.cache}/kube-iptables-tailer/helm-<hash of this module and the build flags>.
-//   node test/helm/build.ts      build (or find the cached binary), print its path
+//   node test/helm/build.ts      build (or find the cached binary), print its path (test/charts runs it)
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -24,7 +24,7 @@ function tail(path: string, lines = 25): string {
 }
 
 /** Path of a helm binary built from test/helm; builds it (minutes, once) when the cache has none. */
-export function buildHelm(): string {
+function buildHelm(): string {
   const goArgs = [
     'build',
     '-mod=readonly',
@@ -68,4 +68,4 @@ export function buildHelm(): string {
   return helm;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) process.stdout.write(`${buildHelm()}\n`);
+process.stdout.write(`${buildHelm()}\n`);
