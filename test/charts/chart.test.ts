@@ -4,7 +4,6 @@
 // with to write an Event.
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,7 +107,7 @@ describe('the Helm chart', () => {
   });
 
   it('passes helm lint --strict, in every source mode', async () => {
-    for (const mode of ['journal', 'file', 'kmsg']) {
+    for (const mode of ['journal', 'file']) {
       const out = await helm(['lint', '--strict', CHART, '--set', `source.mode=${mode}`]);
       expect(out).toContain('1 chart(s) linted, 0 chart(s) failed');
     }
@@ -117,26 +116,15 @@ describe('the Helm chart', () => {
   const overlays = [
     { mode: 'journal', dir: 'manifests/' },
     { mode: 'file', dir: 'manifests/file-mode/' },
-    { mode: 'kmsg', dir: 'manifests/kmsg-mode/' },
   ];
   for (const { mode, dir } of overlays) {
-    it.skipIf(!existsSync(dir))(`source.mode=${mode} renders the objects of ${dir}`, async () => {
+    it(`source.mode=${mode} renders the objects of ${dir}`, async () => {
       const chart = await templateLikeManifests(['--set', `source.mode=${mode}`]);
       const kustomized = objects(await kubectl(c, ['kustomize', dir]));
       expect([...chart.keys()].sort()).toEqual(kustomized.map(key).sort());
       for (const o of kustomized) expect(chart.get(key(o)), key(o)).toEqual(o);
     });
   }
-
-  it('kmsg mode reads the kernel ring buffer from a read-only character device', async () => {
-    const chart = await templateLikeManifests(['--set', 'source.mode=kmsg']);
-    const spec = (chart.get('DaemonSet/kube-system/kube-iptables-tailer') as V1DaemonSet).spec?.template.spec;
-    const container = spec?.containers[0];
-    expect(container?.env?.[0]).toEqual({ name: 'KMSG_PATH', value: '/dev/kmsg' });
-    expect(container?.env?.map((e) => e.name)).not.toContain('JOURNAL_DIRECTORY');
-    expect(container?.volumeMounts?.[0]).toEqual({ name: 'kmsg', mountPath: '/dev/kmsg', readOnly: true });
-    expect(spec?.volumes?.[0]).toEqual({ name: 'kmsg', hostPath: { path: '/dev/kmsg', type: 'CharDevice' } });
-  });
 
   // Every value set away from its default; the ServiceMonitor is left out, as this control plane has no
   // Prometheus Operator CRDs.
@@ -171,7 +159,7 @@ describe('the Helm chart', () => {
 
   it('renders objects the API server accepts (server-side dry run), with every value set', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'chart-'));
-    for (const mode of ['journal', 'file', 'kmsg']) {
+    for (const mode of ['journal', 'file']) {
       const file = join(dir, `${mode}.yaml`);
       const sets = ['--set', `source.mode=${mode}`, ...everything.flatMap((set) => ['--set', set])];
       await writeFile(file, await helm(['template', 'kit', CHART, '--namespace', 'kube-system', ...sets]));
@@ -282,7 +270,7 @@ describe('the Helm chart', () => {
 
   it('refuses bad values at template time, naming the value and what it accepts', async () => {
     await expect(helm(['template', 'kit', CHART, '--set', 'source.mode=syslog'])).rejects.toThrow(
-      /\/source\/mode': value must be one of 'journal', 'file', 'kmsg'/,
+      /\/source\/mode': value must be one of 'journal', 'file'/,
     );
     await expect(helm(['template', 'kit', CHART, '--set', 'config.logLevl=debug'])).rejects.toThrow(
       /\/config': additional properties 'logLevl' not allowed/,
