@@ -16,12 +16,17 @@ export interface PrefixTemplate {
   tokens: readonly Token[];
 }
 
+/** The prefix as configured, without surrounding spaces or trailing colons: the text matched and reported. */
+export function normalizePrefix(prefix: string): string {
+  return prefix.trim().replace(/:+$/, '').trimEnd();
+}
+
 /**
  * What a prefix setting (IPTABLES_LOG_PREFIX, `--prefix`) needs in words, or null when it can be matched:
  * text, and a template that lines can be read with.
  */
 export function prefixProblem(prefix: string): string | null {
-  if (prefix.trim().replace(/:+$/, '') === '') return 'the --log-prefix text, e.g. calico-packet';
+  if (normalizePrefix(prefix) === '') return 'the --log-prefix text, e.g. calico-packet';
   try {
     parseTemplate(prefix);
     return null;
@@ -38,7 +43,7 @@ const PLACEHOLDER = /%[tknp]/g;
  * RangeError naming what is wrong: a template that cannot be matched must stop the agent at start.
  */
 export function parseTemplate(prefix: string): PrefixTemplate | null {
-  const text = prefix.trim().replace(/:+$/, '').trimEnd();
+  const text = normalizePrefix(prefix);
   const first = text.search(PLACEHOLDER);
   if (first < 0) return null;
   if (!ALLOWED.test(text)) {

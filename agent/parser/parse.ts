@@ -6,7 +6,7 @@
 
 import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
 import { canonicalIp, ipVersion, ipv4ValueAt } from '../net.ts';
-import { type PrefixTemplate, parseTemplate } from '../prefix-template.ts';
+import { normalizePrefix, type PrefixTemplate, parseTemplate } from '../prefix-template.ts';
 import type { LogRecord, PacketDrop, PolicyRef } from '../types.ts';
 import { DateParts, MAX_DATE_MS, type StampParser, TimeResolver } from './dates.ts';
 import {
@@ -23,7 +23,7 @@ import {
 } from './fields.ts';
 import { HostSpan, headerAt, tagEndAt } from './header.ts';
 import { readPolicy } from './policy.ts';
-import { findPrefix, NO_PREFIX, normalizePrefix, PREFIX_AFTER_CONTROL } from './prefix.ts';
+import { findPrefix, NO_PREFIX, PREFIX_AFTER_CONTROL } from './prefix.ts';
 import { createStampParser } from './timestamp.ts';
 import {
   Interner,

@@ -10,11 +10,6 @@ function isBlank(c: number): boolean {
   return c === 32 || c === 9;
 }
 
-/** The prefix as configured, without surrounding spaces or trailing colons: the text matched and reported. */
-export function normalizePrefix(prefix: string): string {
-  return prefix.trim().replace(/:+$/, '').trimEnd();
-}
-
 /** True when the text after a match ends the token: an optional ':' then a blank, `IN=` or the end. */
 function endsToken(text: string, after: number, end: number): boolean {
   let i = after;

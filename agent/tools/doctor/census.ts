@@ -5,7 +5,7 @@
  */
 
 import type { InvalidReason, ParseResult } from '../../parser/parse.ts';
-import { normalizePrefix } from '../../parser/prefix.ts';
+import { normalizePrefix } from '../../prefix-template.ts';
 import type { AddressCount, InvalidGroup, LineCensus, PrefixCount } from './types.ts';
 
 /** iptables allows 29 characters of --log-prefix and nftables 127: a longer token is not one. */

@@ -3,8 +3,7 @@
  * something that keeps events from being posted (exit 1); a `warn` is worth a look but blocks nothing.
  */
 
-import { normalizePrefix } from '../../parser/prefix.ts';
-import { parseTemplate } from '../../prefix-template.ts';
+import { normalizePrefix, parseTemplate } from '../../prefix-template.ts';
 import type {
   ApiReport,
   Check,
