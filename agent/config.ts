@@ -17,7 +17,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface Config {
   logPrefix: string;
-  /** JOURNAL_DIRECTORY or IPTABLES_LOG_PATH; null when neither is set (parse and replay need none). */
+  /** JOURNAL_DIRECTORY, IPTABLES_LOG_PATH or KMSG_PATH; null unless exactly one is set (parse and replay need none). */
   source: SourceSetting | null;
   checkpointDirectory: string;
   podIdentifier: PodIdentifier;
@@ -154,27 +154,40 @@ function isServerUrl(value: string): boolean {
   );
 }
 
-/** Which log source the agent follows, from JOURNAL_DIRECTORY or IPTABLES_LOG_PATH. */
+/** Which log source the agent follows, from JOURNAL_DIRECTORY, IPTABLES_LOG_PATH or KMSG_PATH. */
 export interface SourceSetting {
-  kind: 'journal' | 'file';
+  kind: 'journal' | 'file' | 'kmsg';
   path: string;
 }
 
-function sourceOf(
-  r: Reader,
-  journalDirectory: string | null,
-  logPath: string | null,
-  needed: boolean,
-): SourceSetting | null {
-  if (logPath === null && journalDirectory !== null) return { kind: 'journal', path: journalDirectory };
-  if (journalDirectory === null && logPath !== null) return { kind: 'file', path: logPath };
+/** Each source's variable, in the order problems name them. */
+const SOURCE_VARIABLES = [
+  ['journal', 'JOURNAL_DIRECTORY'],
+  ['file', 'IPTABLES_LOG_PATH'],
+  ['kmsg', 'KMSG_PATH'],
+] as const;
+
+const SOURCE_CHOICES =
+  'JOURNAL_DIRECTORY=/var/log/journal for the systemd journal, IPTABLES_LOG_PATH=/var/log/kern.log for a syslog file, KMSG_PATH=/dev/kmsg for the kernel ring buffer';
+
+/** "A", "A and B", "A, B and C". */
+function listed(names: readonly string[]): string {
+  return names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+}
+
+function sourceOf(r: Reader, needed: boolean): SourceSetting | null {
+  const set = SOURCE_VARIABLES.flatMap(([kind, variable]) => {
+    const path = r.optional(variable);
+    return path === null ? [] : [{ kind, variable, path }];
+  });
+  if (set.length === 1) return { kind: set[0]!.kind, path: set[0]!.path };
   if (needed) {
+    const all = SOURCE_VARIABLES.map(([, variable]) => variable);
     const text =
-      logPath === null
-        ? 'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set: set exactly one (e.g. JOURNAL_DIRECTORY=/var/log/journal)'
-        : 'JOURNAL_DIRECTORY and IPTABLES_LOG_PATH are both set: set exactly one (journal for systemd hosts, path for kern.log-style files)';
-    r.problem('JOURNAL_DIRECTORY', text);
-    r.problem('IPTABLES_LOG_PATH', text);
+      set.length === 0
+        ? `none of ${listed(all)} is set: set exactly one (${SOURCE_CHOICES})`
+        : `${listed(set.map((source) => source.variable))} are ${set.length === 2 ? 'both' : 'all'} set: set exactly one (${SOURCE_CHOICES})`;
+    for (const variable of all) r.problem(variable, text);
   }
   return null;
 }
@@ -200,7 +213,7 @@ export interface LoadOptions {
    * their problems are reported. The others keep their defaults when invalid; the caller must not read them.
    */
   uses?: readonly string[];
-  /** Exactly one of JOURNAL_DIRECTORY and IPTABLES_LOG_PATH must be set (run, doctor). */
+  /** Exactly one of JOURNAL_DIRECTORY, IPTABLES_LOG_PATH and KMSG_PATH must be set (run, doctor). */
   needsSource?: boolean;
   /** The command watches pods (run): POD_WATCH_SCOPE=node then needs NODE_NAME. */
   watchesPods?: boolean;
@@ -246,7 +259,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
   }
   const config: Config = {
     logPrefix,
-    source: sourceOf(r, r.optional('JOURNAL_DIRECTORY'), r.optional('IPTABLES_LOG_PATH'), needsSource),
+    source: sourceOf(r, needsSource),
     checkpointDirectory: r.string('CHECKPOINT_DIRECTORY', '/var/lib/kube-iptables-tailer'),
     podIdentifier,
     podIdentifierLabel,
@@ -284,7 +297,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 /** The live agent and doctor need exactly one log source; parse and replay take files instead. */
 export function requireOneSource(config: Config): SourceSetting {
   if (config.source === null) {
-    throw new ConfigError(['set exactly one of JOURNAL_DIRECTORY and IPTABLES_LOG_PATH']);
+    throw new ConfigError([`set exactly one of ${listed(SOURCE_VARIABLES.map(([, variable]) => variable))}`]);
   }
   return config.source;
 }

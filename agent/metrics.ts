@@ -148,6 +148,10 @@ export class Metrics {
   readonly sourceErrors = this.labelled('source_errors_total', 'Problems reading the log source, by reason', [
     'reason',
   ] as const);
+  readonly kmsgRecordsLost = this.counter(
+    'kmsg_records_lost_total',
+    'Kernel records the ring buffer overwrote before KMSG_PATH mode read them (a gap in their sequence numbers)',
+  );
 
   readonly policyDrops = this.labelled(
     'policy_drops_total',

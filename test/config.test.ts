@@ -127,22 +127,39 @@ describe('every problem at once', () => {
     expect(found).toEqual([
       'POD_IDENTIFIER="bogus": expected one of namespace, name, label, name_with_namespace',
       'KUBE_EVENT_DISPLAY_REASON="": expected a word such as PacketDrop, at most 128 characters',
-      'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set: set exactly one (e.g. JOURNAL_DIRECTORY=/var/log/journal)',
+      'none of JOURNAL_DIRECTORY, IPTABLES_LOG_PATH and KMSG_PATH is set: set exactly one (JOURNAL_DIRECTORY=/var/log/journal for the systemd journal, IPTABLES_LOG_PATH=/var/log/kern.log for a syslog file, KMSG_PATH=/dev/kmsg for the kernel ring buffer)',
       'METRICS_SERVER_PORT="0x10": expected a decimal integer from 0 to 65535',
       'LOG_LEVEL="loud": expected one of trace, debug, info, warn, error, fatal, silent',
       'REVERSE_DNS="yes": expected one of true, false',
     ]);
   });
 
-  it('says once that both sources are set', () => {
+  it('says once that more than one source is set, naming them', () => {
     expect(problems({ ...SOURCE, IPTABLES_LOG_PATH: '/var/log/kern.log' }, { needsSource: true })).toEqual([
-      'JOURNAL_DIRECTORY and IPTABLES_LOG_PATH are both set: set exactly one (journal for systemd hosts, path for kern.log-style files)',
+      'JOURNAL_DIRECTORY and IPTABLES_LOG_PATH are both set: set exactly one (JOURNAL_DIRECTORY=/var/log/journal for the systemd journal, IPTABLES_LOG_PATH=/var/log/kern.log for a syslog file, KMSG_PATH=/dev/kmsg for the kernel ring buffer)',
+    ]);
+    expect(
+      problems({ IPTABLES_LOG_PATH: '/var/log/kern.log', KMSG_PATH: '/dev/kmsg' }, { needsSource: true }),
+    ).toEqual([
+      'IPTABLES_LOG_PATH and KMSG_PATH are both set: set exactly one (JOURNAL_DIRECTORY=/var/log/journal for the systemd journal, IPTABLES_LOG_PATH=/var/log/kern.log for a syslog file, KMSG_PATH=/dev/kmsg for the kernel ring buffer)',
+    ]);
+    expect(
+      problems(
+        { ...SOURCE, IPTABLES_LOG_PATH: '/var/log/kern.log', KMSG_PATH: '/dev/kmsg' },
+        { needsSource: true },
+      ),
+    ).toEqual([
+      'JOURNAL_DIRECTORY, IPTABLES_LOG_PATH and KMSG_PATH are all set: set exactly one (JOURNAL_DIRECTORY=/var/log/journal for the systemd journal, IPTABLES_LOG_PATH=/var/log/kern.log for a syslog file, KMSG_PATH=/dev/kmsg for the kernel ring buffer)',
     ]);
   });
 
   it('takes the one source that is set', () => {
     const file = loadConfig({ IPTABLES_LOG_PATH: '/var/log/kern.log' }, { needsSource: true });
     expect(file.source).toEqual({ kind: 'file', path: '/var/log/kern.log' });
+    expect(loadConfig({ KMSG_PATH: '/dev/kmsg' }, { needsSource: true }).source).toEqual({
+      kind: 'kmsg',
+      path: '/dev/kmsg',
+    });
     expect(loadConfig(SOURCE, { needsSource: true }).source).toEqual({
       kind: 'journal',
       path: '/var/log/journal',

@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type Config, ConfigError, loadConfig, requireOneSource } from '../config.ts';
 import { type CombinerState, isCombinerState } from '../events/combine.ts';
@@ -19,6 +20,7 @@ import { boundPort, startServer } from '../server.ts';
 import { CheckpointDirectory } from '../sources/checkpoint.ts';
 import { FileSource } from '../sources/file.ts';
 import { JournalSource } from '../sources/journal.ts';
+import { KmsgSource } from '../sources/kmsg.ts';
 import type { HandledBatch, LogSource } from '../sources/source.ts';
 import { StallWatch } from '../sources/stall.ts';
 import type { LogRecord } from '../types.ts';
@@ -69,9 +71,21 @@ function createSource(
 ): LogSource {
   const source = requireOneSource(config);
   const common = { checkpoints, log, metrics };
-  return source.kind === 'journal'
-    ? new JournalSource({ ...common, directory: source.path, expirationMs: config.expirationMs })
-    : new FileSource({ ...common, path: source.path, pollIntervalMs: config.watchIntervalMs });
+  switch (source.kind) {
+    case 'journal':
+      return new JournalSource({ ...common, directory: source.path, expirationMs: config.expirationMs });
+    case 'file':
+      return new FileSource({ ...common, path: source.path, pollIntervalMs: config.watchIntervalMs });
+    case 'kmsg':
+      // The kernel's records name no host: the node's, as journald's _HOSTNAME would (in a pod, the
+      // hostname is the pod's unless NODE_NAME gives the node's).
+      return new KmsgSource({
+        ...common,
+        path: source.path,
+        expirationMs: config.expirationMs,
+        host: config.nodeName !== '' ? config.nodeName : hostname(),
+      });
+  }
 }
 
 /** The DaemonSet agent: log source → parser → pipeline → event writer, with metrics and health beside it. */

@@ -142,7 +142,7 @@ describe('run cannot start', () => {
       'METRICS_SERVER_PORT="0x10"',
       'PACKET_DROP_EXPIRATION_MINUTES="1e3"',
       'KUBE_EVENT_DISPLAY_REASON=" "',
-      'neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set',
+      'none of JOURNAL_DIRECTORY, IPTABLES_LOG_PATH and KMSG_PATH is set',
       `KUBECONFIG=${join(dir, 'missing.yaml')}: no such file`,
     );
   });

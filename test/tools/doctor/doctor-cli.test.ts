@@ -617,7 +617,7 @@ describe('doctor usage', () => {
   it('exits 2 on a configuration the agent would refuse', async () => {
     const none = await doctor({});
     expect(none).toMatchObject({ code: 2, stdout: '' });
-    expect(none.stderr).toContain('neither JOURNAL_DIRECTORY nor IPTABLES_LOG_PATH is set');
+    expect(none.stderr).toContain('none of JOURNAL_DIRECTORY, IPTABLES_LOG_PATH and KMSG_PATH is set');
     const bad = await doctor({
       JOURNAL_DIRECTORY: '/var/log/journal',
       PACKET_DROP_EXPIRATION_MINUTES: 'ten',
