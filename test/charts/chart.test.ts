@@ -107,7 +107,7 @@ describe('the Helm chart', () => {
   });
 
   it('passes helm lint --strict, in every source mode', async () => {
-    for (const mode of ['journal', 'file']) {
+    for (const mode of ['journal', 'file', 'kmsg']) {
       const out = await helm(['lint', '--strict', CHART, '--set', `source.mode=${mode}`]);
       expect(out).toContain('1 chart(s) linted, 0 chart(s) failed');
     }
@@ -116,6 +116,7 @@ describe('the Helm chart', () => {
   const overlays = [
     { mode: 'journal', dir: 'manifests/' },
     { mode: 'file', dir: 'manifests/file-mode/' },
+    { mode: 'kmsg', dir: 'manifests/kmsg-mode/' },
   ];
   for (const { mode, dir } of overlays) {
     it(`source.mode=${mode} renders the objects of ${dir}`, async () => {
@@ -125,6 +126,33 @@ describe('the Helm chart', () => {
       for (const o of kustomized) expect(chart.get(key(o)), key(o)).toEqual(o);
     });
   }
+
+  it('kmsg mode reads the kernel ring buffer from a read-only character device', async () => {
+    const chart = await templateLikeManifests(['--set', 'source.mode=kmsg']);
+    const spec = (chart.get('DaemonSet/kube-system/kube-iptables-tailer') as V1DaemonSet).spec?.template.spec;
+    const container = spec?.containers[0];
+    expect(container?.env?.[0]).toEqual({ name: 'KMSG_PATH', value: '/dev/kmsg' });
+    expect(container?.env?.map((e) => e.name)).not.toContain('JOURNAL_DIRECTORY');
+    expect(container?.volumeMounts?.[0]).toEqual({ name: 'kmsg', mountPath: '/dev/kmsg', readOnly: true });
+    expect(spec?.volumes?.[0]).toEqual({ name: 'kmsg', hostPath: { path: '/dev/kmsg', type: 'CharDevice' } });
+    expect(container?.volumeMounts?.map((m) => m.name)).toEqual(['kmsg', 'checkpoint', 'tmp']);
+    expect(container?.securityContext).toMatchObject({ privileged: true, readOnlyRootFilesystem: true });
+    expect(container?.securityContext?.allowPrivilegeEscalation).toBeUndefined();
+    // With a device plugin providing the device: the chart's own least-privilege context, unchanged.
+    const plugin = await templateLikeManifests([
+      '--set',
+      'source.mode=kmsg',
+      '--set',
+      'source.kmsg.privileged=false',
+    ]);
+    const pluginSpec = (plugin.get('DaemonSet/kube-system/kube-iptables-tailer') as V1DaemonSet).spec
+      ?.template.spec;
+    expect(pluginSpec?.containers[0]?.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(pluginSpec?.containers[0]?.securityContext?.privileged).toBeUndefined();
+  });
 
   // Every value set away from its default; the ServiceMonitor is left out, as this control plane has no
   // Prometheus Operator CRDs.
@@ -159,7 +187,7 @@ describe('the Helm chart', () => {
 
   it('renders objects the API server accepts (server-side dry run), with every value set', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'chart-'));
-    for (const mode of ['journal', 'file']) {
+    for (const mode of ['journal', 'file', 'kmsg']) {
       const file = join(dir, `${mode}.yaml`);
       const sets = ['--set', `source.mode=${mode}`, ...everything.flatMap((set) => ['--set', set])];
       await writeFile(file, await helm(['template', 'kit', CHART, '--namespace', 'kube-system', ...sets]));
@@ -270,7 +298,7 @@ describe('the Helm chart', () => {
 
   it('refuses bad values at template time, naming the value and what it accepts', async () => {
     await expect(helm(['template', 'kit', CHART, '--set', 'source.mode=syslog'])).rejects.toThrow(
-      /\/source\/mode': value must be one of 'journal', 'file'/,
+      /\/source\/mode': value must be one of 'journal', 'file', 'kmsg'/,
     );
     await expect(helm(['template', 'kit', CHART, '--set', 'config.logLevl=debug'])).rejects.toThrow(
       /\/config': additional properties 'logLevl' not allowed/,

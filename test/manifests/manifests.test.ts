@@ -3,7 +3,7 @@
 // test/e2e/reference-story.test.ts.
 
 import { readFile } from 'node:fs/promises';
-import { loadAllYaml } from '@kubernetes/client-node';
+import { loadAllYaml, type V1DaemonSet } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { type Cluster, connect, kubectl } from '../support/cluster.ts';
 
@@ -13,7 +13,7 @@ describe('manifests', () => {
     c = connect(inject('kubeconfig'));
   });
 
-  for (const dir of ['manifests/', 'manifests/file-mode/']) {
+  for (const dir of ['manifests/', 'manifests/file-mode/', 'manifests/kmsg-mode/']) {
     it(`kubectl apply -k ${dir} passes server-side dry run`, async () => {
       const out = await kubectl(c, ['apply', '-k', dir, '--dry-run=server']);
       expect(out).toContain('serviceaccount/kube-iptables-tailer');
@@ -29,6 +29,27 @@ describe('manifests', () => {
     const file = await kubectl(c, ['kustomize', 'manifests/file-mode/']);
     expect(file).toMatch(/name: IPTABLES_LOG_PATH\s+value: \/var\/log\/kern.log/);
     expect(file).not.toContain('JOURNAL_DIRECTORY');
+  });
+
+  it('kmsg mode mounts /dev/kmsg alone, read-only, and runs privileged for the device', async () => {
+    const [daemonSet] = (
+      loadAllYaml(await kubectl(c, ['kustomize', 'manifests/kmsg-mode/'])) as V1DaemonSet[]
+    ).filter((o) => o.kind === 'DaemonSet');
+    const spec = daemonSet?.spec?.template.spec;
+    const container = spec?.containers[0];
+    expect(container?.env?.[0]).toEqual({ name: 'KMSG_PATH', value: '/dev/kmsg' });
+    expect(container?.volumeMounts).toEqual([
+      { name: 'kmsg', mountPath: '/dev/kmsg', readOnly: true },
+      { name: 'checkpoint', mountPath: '/var/lib/kube-iptables-tailer' },
+      { name: 'tmp', mountPath: '/tmp' },
+    ]);
+    expect(spec?.volumes?.map((v) => v.hostPath?.path ?? v.name)).toEqual([
+      '/dev/kmsg',
+      '/var/lib/kube-iptables-tailer',
+      'tmp',
+    ]);
+    expect(spec?.volumes?.[0]?.hostPath?.type).toBe('CharDevice');
+    expect(container?.securityContext).toMatchObject({ privileged: true, readOnlyRootFilesystem: true });
   });
 
   it('the ClusterRole grants exactly what the agent needs, no wildcards', async () => {
