@@ -110,7 +110,7 @@ export class Metrics {
   );
   readonly podLookups = this.labelled(
     'pod_lookups_total',
-    'Asks about drop addresses no local pod or node has (POD_WATCH_SCOPE=node), by outcome: from the cache (hit, miss), answered by the API server (found, not_found), or not yet (error, rate_limited, coalesced with a lookup in flight)',
+    'Asks about drop addresses no local pod or node has (POD_WATCH_SCOPE=node), by outcome: from the cache (hit, miss), answered by the API server (found, not_found), or not yet (error, rate_limited, coalesced with a lookup in flight: once per address and wait, not per recheck of the drops held for it)',
     ['outcome'] as const,
   );
   readonly podLookupCache = this.gauge(

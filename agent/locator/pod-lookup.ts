@@ -86,6 +86,12 @@ export class PodLookup implements PeerLookup {
   private readonly cache: LRUCache<string, Entry>;
   private readonly bucket: TokenBucket;
   private readonly inFlight = new Set<string>();
+  /**
+   * The outcome last counted for an address that waits (for the rate, the backoff, or its lookup in flight):
+   * drops held for it ask again on every recheck, and those asks are not new ones. Bounded like the cache:
+   * an address whose drops stopped waiting is never looked up, and must not stay.
+   */
+  private readonly waiting: LRUCache<string, LookupOutcome>;
   private readonly stopping = new AbortController();
   private readonly log: Logger;
   /** Retryable failures in a row, for the backoff. */
@@ -111,6 +117,7 @@ export class PodLookup implements PeerLookup {
         if (entry.kind === 'found') for (const pod of entry.pods) options.sink.remove(pod);
       },
     });
+    this.waiting = new LRUCache<string, LookupOutcome>({ max: this.limits.entries });
     this.bucket = new TokenBucket(this.limits.perSecond, this.limits.burst, options.clock());
   }
 
@@ -126,10 +133,11 @@ export class PodLookup implements PeerLookup {
   ask(ip: string): LookupState {
     const entry = this.cache.get(ip);
     if (entry !== undefined) return this.count(entry.kind === 'found' ? 'hit' : 'miss', 'settled');
-    if (this.inFlight.has(ip)) return this.count('coalesced', 'pending');
+    if (this.inFlight.has(ip)) return this.countWait(ip, 'coalesced', 'pending');
     const now = this.options.clock();
-    if (now < this.retryAt) return this.count('error', 'unavailable');
-    if (!this.bucket.take(now)) return this.count('rate_limited', 'pending');
+    if (now < this.retryAt) return this.countWait(ip, 'error', 'unavailable');
+    if (!this.bucket.take(now)) return this.countWait(ip, 'rate_limited', 'pending');
+    this.waiting.delete(ip);
     this.inFlight.add(ip);
     void this.lookUp(ip);
     return 'pending';
@@ -150,6 +158,13 @@ export class PodLookup implements PeerLookup {
     return state;
   }
 
+  /** Counts a wait once per address and kind, however often held drops ask again meanwhile. */
+  private countWait(ip: string, outcome: LookupOutcome, state: LookupState): LookupState {
+    if (this.waiting.get(ip) === outcome) return state;
+    this.waiting.set(ip, outcome);
+    return this.count(outcome, state);
+  }
+
   private async lookUp(ip: string): Promise<void> {
     const { list, labelKey } = this.options;
     const options = requestSignal(() =>
@@ -166,6 +181,7 @@ export class PodLookup implements PeerLookup {
       this.failed(ip, classifyApiError(error));
     } finally {
       this.inFlight.delete(ip);
+      this.waiting.delete(ip);
       this.ended++;
     }
   }

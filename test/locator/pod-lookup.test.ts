@@ -85,14 +85,19 @@ describe('PodLookup', () => {
     expect(outcomes).toEqual(['found', 'hit']);
   });
 
-  it('coalesces asks of one address while its lookup is in flight', async () => {
+  it('coalesces asks of one address while its lookup is in flight, counted once per lookup', async () => {
     const { lookup, calls, outcomes, answer } = setup();
     expect(lookup.ask('fd00:10::5')).toBe('pending');
     expect(lookup.ask('fd00:10::5')).toBe('pending');
     expect(lookup.ask('fd00:10::5')).toBe('pending');
     expect(calls).toHaveLength(1);
     await answer();
-    expect(outcomes).toEqual(['coalesced', 'coalesced', 'not_found']);
+    expect(outcomes).toEqual(['coalesced', 'not_found']);
+    // A later lookup of the same address coalesces anew.
+    lookup.ask('fd00:10::6');
+    lookup.ask('fd00:10::6');
+    expect(outcomes.at(-1)).toBe('coalesced');
+    expect(outcomes).toHaveLength(3);
   });
 
   it('remembers a miss for missTtlMs, then looks again and finds a pod that took the address', async () => {
@@ -145,8 +150,11 @@ describe('PodLookup', () => {
     expect(calls).toHaveLength(3);
     expect(outcomes).toEqual(['rate_limited']);
     advance(99);
+    // Held drops ask again on every recheck: still waiting for the rate, not counted again.
+    lookup.ask('10.9.2.4');
     lookup.ask('10.9.2.4');
     expect(calls).toHaveLength(3);
+    expect(outcomes).toEqual(['rate_limited']);
     advance(1);
     lookup.ask('10.9.2.4');
     expect(calls.map((call) => call.request.fieldSelector)).toContain('status.podIP=10.9.2.4');
@@ -167,7 +175,8 @@ describe('PodLookup', () => {
     expect(lookup.ask('10.9.3.1')).toBe('pending');
     await answer(apiPod('back', '10.9.3.1'));
     expect(lookup.ask('10.9.3.1')).toBe('settled');
-    expect(outcomes).toEqual(['error', 'error', 'error', 'error', 'found', 'hit']);
+    // The failure, then each address's wait for the backoff once (the re-ask of 10.9.3.1 is not new).
+    expect(outcomes).toEqual(['error', 'error', 'error', 'found', 'hit']);
   });
 
   it('doubles the wait while the API server keeps failing', async () => {
