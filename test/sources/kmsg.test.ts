@@ -3,8 +3,8 @@
 // a ring buffer that wraps between two reads (flooding the machine's real buffer would wipe the kernel
 // messages other tests read), a record longer than the read buffer, a device that appears late.
 
-import { closeSync, constants, openSync, readSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
@@ -15,6 +15,7 @@ import { type KmsgDevice, KmsgSource, type KmsgSourceOptions } from '../../agent
 import type { LogRecord } from '../../agent/types.ts';
 import { tempDir } from '../support/journal.ts';
 import { KernelNet } from '../support/kernel-net.ts';
+import { kmsgCheckpointAtNewest } from '../support/kmsg.ts';
 
 const DEADLINE_MS = 10_000;
 const BOOT_ID = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
@@ -95,7 +96,9 @@ interface Tail {
   checkpoints: string;
 }
 
-async function tail(options: Partial<KmsgSourceOptions> & { checkpoints?: string } = {}): Promise<Tail> {
+async function tail(
+  options: Omit<Partial<KmsgSourceOptions>, 'checkpoints'> & { checkpoints?: string } = {},
+): Promise<Tail> {
   const checkpoints = options.checkpoints ?? join(root, `case-${++caseCount}`);
   const metrics = new Metrics();
   const log = pino({ level: 'silent' });
@@ -125,32 +128,10 @@ async function lost(metrics: Metrics): Promise<number> {
   return (await metrics.kmsgRecordsLost.get()).values[0]?.value ?? 0;
 }
 
-/** The sequence number of the newest record in this machine's real ring buffer. */
-function newestSequence(): number {
-  const fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
-  const buffer = Buffer.alloc(16 * 1024);
-  let newest = -1;
-  try {
-    for (;;) {
-      const length = readSync(fd, buffer, 0, buffer.length, null);
-      newest = Number(buffer.toString('latin1', 0, length).split(',')[1]);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-  } finally {
-    closeSync(fd);
-  }
-  return newest;
-}
-
 /** A checkpoint at the real buffer's newest record: the source reads only what is logged after this. */
 async function checkpointAtNewest(): Promise<string> {
   const checkpoints = join(root, `case-${++caseCount}`);
-  await mkdir(checkpoints, { recursive: true });
-  await writeFile(
-    join(checkpoints, 'kmsg.position.json'),
-    JSON.stringify({ bootId: BOOT_ID, sequence: newestSequence() }),
-  );
+  await kmsgCheckpointAtNewest(checkpoints);
   return checkpoints;
 }
 
@@ -219,7 +200,7 @@ describe('KmsgSource on the real /dev/kmsg', () => {
     const second = await tail({ checkpoints });
     await until(
       'the second record taken',
-      async () => (await sourceErrors(second.metrics)).untrusted_facility >= 1,
+      async () => ((await sourceErrors(second.metrics)).untrusted_facility ?? 0) >= 1,
     );
     await sleep(300);
     // Only the record written after the stop; the buffer's older records were all at or before the checkpoint.
