@@ -14,7 +14,7 @@
  *   node test/bench/agent.ts [PODS] [LINES]
  */
 
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AgentProcess, metricValue, startAgent, waitFor } from '../e2e/agent-process.ts';
@@ -28,7 +28,7 @@ import {
 } from '../support/cluster.ts';
 import { daemonSetMemory } from '../support/daemonset.ts';
 import { appendJournal, tempDir } from '../support/journal.ts';
-import { percentile, pool, round } from './measure.ts';
+import { heapAfterGc, percentile, pool, round, snapshotFlags } from './measure.ts';
 
 const TARGET_KIB_PER_1000_PODS = 1024;
 const TARGET_P99_MS = 1000;
@@ -83,7 +83,7 @@ async function measureMemory(c: Cluster, expected: number): Promise<Memory> {
   const snapshots = await tempDir('agent-bench-heap');
   const { nodeOptions } = await daemonSetMemory();
   const agent = await agentOn(c, dir, {
-    NODE_OPTIONS: `${nodeOptions.NODE_OPTIONS ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshots}`,
+    NODE_OPTIONS: `${nodeOptions.NODE_OPTIONS ?? ''} ${snapshotFlags(snapshots)}`,
   });
   try {
     const indexed = async (): Promise<number> =>
@@ -93,14 +93,10 @@ async function measureMemory(c: Cluster, expected: number): Promise<Memory> {
     const found = await agent.metrics();
     const now = metricValue(found, 'kube_iptables_tailer_pods_indexed');
     if (now !== expected) throw new Error(`pods_indexed moved to ${now}, expected ${expected}`);
-    agent.child.kill('SIGUSR2');
-    await waitFor(async () => (await readdir(snapshots)).length > 0, 30_000, 'a heap snapshot');
-    // The snapshot is written on the main thread: this scrape is answered only once it is complete.
-    const collected = await agent.metrics();
     return {
       rss: metricValue(found, 'process_resident_memory_bytes'),
       heap: metricValue(found, 'nodejs_heap_size_used_bytes'),
-      heapAfterGc: metricValue(collected, 'nodejs_heap_size_used_bytes'),
+      heapAfterGc: await heapAfterGc(agent, snapshots),
     };
   } finally {
     await agent.stop();

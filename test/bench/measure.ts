@@ -1,7 +1,10 @@
-// What the benchmarks measure with: rounding, percentiles, a bounded task pool, and a process's CPU time
-// and peak memory read from /proc.
+// What the benchmarks measure with: rounding, percentiles, a bounded task pool, a process's CPU time and
+// peak memory read from /proc, and an agent's heap after a full collection.
 
+import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { type AgentProcess, metricValue, waitFor } from '../e2e/agent-process.ts';
 
 export const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
 
@@ -16,6 +19,14 @@ export async function pool(count: number, limit: number, task: (i: number) => Pr
     while (next < count) await task(next++);
   };
   await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+}
+
+const REPO = new URL('../..', import.meta.url).pathname;
+
+/** What the image runs: `npm run build`'s dist/, built now so that a bench measures exactly what ships. */
+export async function buildDist(): Promise<string> {
+  await promisify(execFile)('npm', ['run', '--silent', 'build'], { cwd: REPO });
+  return 'dist/cli.js';
 }
 
 /** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
@@ -44,4 +55,20 @@ export async function pidsWith(text: string): Promise<number[]> {
     if (cmdline.includes(text)) pids.push(Number(name));
   }
   return pids;
+}
+
+/** NODE_OPTIONS flags that let heapAfterGc collect: a heap snapshot on SIGUSR2, written to `dir`. */
+export const snapshotFlags = (dir: string): string => `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}`;
+
+/**
+ * The agent's V8 heap in use right after a full collection: what it really keeps, unlike the heap as found,
+ * which holds whatever garbage V8 has not collected yet. A heap snapshot (SIGUSR2, with snapshotFlags) is
+ * preceded by a full collection; it is written on the main thread, so the scrape after it is answered only
+ * once it is complete.
+ */
+export async function heapAfterGc(agent: AgentProcess, dir: string): Promise<number> {
+  const before = (await readdir(dir)).length;
+  agent.child.kill('SIGUSR2');
+  await waitFor(async () => (await readdir(dir)).length > before, 60_000, 'a heap snapshot');
+  return metricValue(await agent.metrics(), 'nodejs_heap_size_used_bytes');
 }

@@ -16,6 +16,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { buildDist } from './measure.ts';
 
 const TARGET_LINES_PER_SECOND = 1_000_000;
 const RUNS = 3;
@@ -144,9 +145,7 @@ const dir = await mkdtemp(join(tmpdir(), 'bench-parse-'));
 try {
   const file = join(dir, 'kern.log');
   await generate(file, lineCount);
-  // The project's own build script, so the bench measures exactly what `npm run build` ships.
-  await promisify(execFile)('npm', ['run', '--silent', 'build'], { cwd: repo });
-  const built = await medianRun('dist/cli.js', file);
+  const built = await medianRun(await buildDist(), file);
   const sources = await medianRun('agent/cli.ts', file);
   const linesPerSecond = Math.round(built.lines / built.seconds);
   process.stdout.write(

@@ -29,10 +29,17 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `root` is the checkout whose agent runs: this one, or another to measure side by side. */
-export async function startAgent(env: Record<string, string>, root = ROOT): Promise<AgentProcess> {
+/**
+ * `root` is the checkout whose agent runs: this one, or another to measure side by side; `entry` its CLI:
+ * the sources, or the build the image runs (dist/cli.js), whose memory is the DaemonSet's.
+ */
+export async function startAgent(
+  env: Record<string, string>,
+  root = ROOT,
+  entry = 'agent/cli.ts',
+): Promise<AgentProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(root, 'agent/cli.ts'), 'run'], {
+  const child = spawn(process.execPath, [join(root, entry), 'run'], {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? '',

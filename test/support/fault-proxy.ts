@@ -38,6 +38,8 @@ export interface ProxiedRequest {
   at: number;
   /** Which rule shaped the answer, by its index in the order added; null when forwarded untouched. */
   rule: number | null;
+  /** Bytes of the answer's body forwarded so far, as the API server sent them (compressed if it did). */
+  bytes: number;
 }
 
 interface ActiveRule extends FaultRule {
@@ -161,6 +163,7 @@ export class FaultProxy {
       status: 0,
       at: Date.now(),
       rule: null,
+      bytes: 0,
     };
     this.requests.push(entry);
     const rule = this.match(req);
@@ -212,6 +215,9 @@ export class FaultProxy {
           res.writeHead(entry.status, answer.headers);
           // As the API server does: a watch with nothing to report yet must still show it has begun.
           res.flushHeaders();
+          answer.on('data', (chunk: Buffer) => {
+            entry.bytes += chunk.length;
+          });
           answer.pipe(res);
           if (/[?&]watch=(true|1)/.test(entry.url)) {
             const stream = { url: entry.url, socket: res.socket as Socket };
