@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const BENCHES = ['parse.ts', 'journal.ts', 'agent.ts', 'storm.ts'];
+const BENCHES = ['parse.ts', 'journal.ts', 'agent.ts', 'storm.ts', 'api-load.ts'];
 
 interface Result {
   bench: string;
