@@ -1,8 +1,9 @@
 /**
- * doctor's verdicts and their rendering: pure functions of the source, API, pod and Felix reports. A `fail` is
- * something that keeps events from being posted (exit 1); a `warn` is worth a look but blocks nothing.
+ * doctor's verdicts and their rendering: pure functions of the source, API, pod, lookup and Felix reports. A
+ * `fail` is something that keeps events from being posted (exit 1); a `warn` is worth a look but blocks nothing.
  */
 
+import type { LookupOutcome } from '../../locator/pod-lookup.ts';
 import { normalizePrefix, parseTemplate } from '../../prefix-template.ts';
 import type {
   ApiReport,
@@ -10,12 +11,17 @@ import type {
   CheckId,
   DoctorReport,
   FelixReport,
+  LookupsReport,
   PodsReport,
   PrefixCount,
   ResolvedAddress,
   SourceReport,
   Status,
+  WatchReport,
 } from './types.ts';
+
+/** What the checks are made of: everything in the report but the verdicts. */
+export type DoctorInputs = Omit<DoctorReport, 'exitCode' | 'checks'>;
 
 const RBAC = 'manifests/base/rbac.yaml';
 /** Other prefixes named in a one-line summary; the JSON has up to 20. */
@@ -198,49 +204,128 @@ function permissionsCheck(api: ApiReport): Check {
   return check('permissions', 'ok', `allowed: ${api.permissions.map(permissionName).join(', ')}`);
 }
 
-function podsCheck(pods: PodsReport | null): Check {
-  if (pods === null) return check('pods', 'skip', 'not checked: the API server cannot be used');
+/** `POD_WATCH_SCOPE=node, NODE_NAME=node-a`, the setting every pod figure depends on. */
+function scopeText(watch: WatchReport): string {
+  return watch.scope === 'node'
+    ? `POD_WATCH_SCOPE=node, NODE_NAME=${watch.nodeName}`
+    : 'POD_WATCH_SCOPE=cluster';
+}
+
+/** The pods the watch holds: in node mode (`local` set), those that get Events first, hostNetwork ones beside. */
+function podCount(running: number, local: number | null): string {
+  if (local === null) return `${plural(running, 'Running pod')} would be indexed`;
+  const hostNetwork = running - local;
+  const beside = hostNetwork > 0 ? ` (and ${plural(hostNetwork, 'hostNetwork pod')})` : '';
+  return `${plural(local, 'Running pod')} on this node would be indexed${beside}`;
+}
+
+function podsCheck(pods: PodsReport | null, watch: WatchReport): Check {
+  const scope = scopeText(watch);
+  if (pods === null) return check('pods', 'skip', `not checked (${scope}): the API server cannot be used`);
   if (pods.running === null) {
     const advice =
       pods.errorStatus === 403
         ? `grant pods list: see ${RBAC}`
         : 'check the API server: the agent indexes pods with the same list before it reads the log';
-    return check('pods', 'fail', `cannot list Running pods: ${pods.error}`, advice);
+    return check('pods', 'fail', `${scope}: cannot list Running pods: ${pods.error}`, advice);
   }
   const nodes = pods.nodes === null ? `nodes not listed (${pods.nodesError})` : plural(pods.nodes, 'node');
-  return check('pods', 'ok', `${plural(pods.running, 'Running pod')} would be indexed, ${nodes}`);
+  const others = watch.scope === 'node' ? '; pods of other nodes are looked up by address' : '';
+  return check('pods', 'ok', `${scope}: ${podCount(pods.running, pods.local)}, ${nodes}${others}`);
+}
+
+/** POD_WATCH_SCOPE=node: whether the address's pod is this node's, or the agent would have to look it up. */
+function lookupNote(address: ResolvedAddress, scope: WatchReport['scope']): string {
+  if (scope === 'cluster') return '';
+  if (address.via === 'watch') return address.pod === null ? '' : ' (on this node)';
+  if (address.lookupError !== null) return ` (lookup by address failed: ${address.lookupError})`;
+  return address.pod === null
+    ? ' (looked up by address: no Running pod has it)'
+    : ' (another node: looked up by address)';
 }
 
 /** `10.4.0.4  12 drops  pod default/netperf-client`, columns aligned by the caller. */
-function addressLine(address: ResolvedAddress, width: number): string {
+function addressLine(address: ResolvedAddress, width: number, scope: WatchReport['scope']): string {
   const target =
     address.pod !== null
       ? `pod ${address.pod}${address.hostNetwork ? ' (hostNetwork: named by its node, gets no event)' : ''}`
       : address.node !== null
         ? `node ${address.node}`
         : 'unresolved';
-  return `${address.ip.padEnd(width)}  ${plural(address.count, 'drop').padStart(10)}  ${target}`;
+  const drops = plural(address.count, 'drop').padStart(10);
+  return `${address.ip.padEnd(width)}  ${drops}  ${target}${lookupNote(address, scope)}`;
 }
 
-function addressesCheck(pods: PodsReport | null): Check {
+/** How many of the addresses the agent would have to look up, in node mode. */
+function lookedUpText(addresses: readonly ResolvedAddress[]): string {
+  const lookedUp = addresses.filter(({ via }) => via === 'lookup').length;
+  return lookedUp === 0 ? '' : `; ${lookedUp} of them looked up by address (not on this node)`;
+}
+
+function addressesCheck(pods: PodsReport | null, watch: WatchReport): Check {
   if (pods === null || pods.running === null) {
     return check('addresses', 'skip', 'not checked: the pod index could not be listed');
   }
   if (pods.addresses.length === 0)
     return check('addresses', 'skip', 'not checked: no packet drop in the window');
   const width = Math.max(...pods.addresses.map(({ ip }) => ip.length));
-  const details = pods.addresses.map((address) => addressLine(address, width));
+  const details = pods.addresses.map((address) => addressLine(address, width, watch.scope));
   const unresolved = pods.addresses.filter(({ pod, node }) => pod === null && node === null);
   const count = pods.addresses.length;
   const of = count === 1 ? 'the most frequent drop address' : `the ${count} most frequent drop addresses`;
+  const lookedUp = lookedUpText(pods.addresses);
   if (unresolved.length === 0) {
-    return check('addresses', 'ok', `all of ${of} resolve to a pod or node`, null, details);
+    return check('addresses', 'ok', `all of ${of} resolve to a pod or node${lookedUp}`, null, details);
   }
   return check(
     'addresses',
     'warn',
-    `${unresolved.length} of ${of} match no Running pod or node`,
+    `${unresolved.length} of ${of} match no Running pod or node${lookedUp}`,
     'check these addresses: only Running pods get events, so a pod that is gone or not Running, a Service IP or a host outside the cluster gets none (expected for outside hosts)',
+    details,
+  );
+}
+
+/** The answered outcomes first (the hit rate's), then the asks still waiting. */
+const ANSWERED: readonly LookupOutcome[] = ['hit', 'miss', 'found', 'not_found'];
+const WAITING: readonly LookupOutcome[] = ['error', 'rate_limited', 'coalesced'];
+
+function outcomeList(outcomes: Record<LookupOutcome, number>, shown: readonly LookupOutcome[]): string {
+  return shown.map((outcome) => `${outcome} ${outcomes[outcome]}`).join(', ');
+}
+
+/** `40.0%`; one decimal, so that a rate near 0 or 100 is not rounded to it. */
+function percent(rate: number): string {
+  return `${(rate * 100).toFixed(1)}%`;
+}
+
+function lookupsCheck(lookups: LookupsReport, watch: WatchReport): Check {
+  if (watch.scope === 'cluster') {
+    return check('lookups', 'ok', 'not used: POD_WATCH_SCOPE=cluster watches every pod');
+  }
+  const { outcomes } = lookups;
+  if (outcomes === null) return check('lookups', 'skip', `not checked: ${lookups.error ?? 'no figures'}`);
+  const cached =
+    lookups.cacheEntries === null ? '' : `; ${plural(lookups.cacheEntries, 'address', 'addresses')} cached`;
+  const details = [
+    `answered: ${outcomeList(outcomes, ANSWERED)}; not yet answered: ${outcomeList(outcomes, WAITING)}${cached}`,
+    `read from the running agent at ${lookups.url}, counted since it started`,
+  ];
+  if (lookups.hitRate === null) {
+    return check(
+      'lookups',
+      'ok',
+      "no lookup answered yet: no drop named an address outside this node's pods and the nodes",
+      null,
+      details,
+    );
+  }
+  const answered = ANSWERED.reduce((sum, outcome) => sum + outcomes[outcome], 0);
+  return check(
+    'lookups',
+    'ok',
+    `cache hit rate ${percent(lookups.hitRate)} (${plural(outcomes.hit, 'hit')} of ${plural(answered, 'answered lookup')})`,
+    null,
     details,
   );
 }
@@ -303,12 +388,7 @@ function felixCheck(felix: FelixReport | null, configured: string): Check {
 }
 
 /** Every check, in the order they are printed. */
-export function checksOf(
-  source: SourceReport,
-  api: ApiReport,
-  pods: PodsReport | null,
-  felix: FelixReport | null,
-): Check[] {
+export function checksOf({ source, api, pods, felix, watch, lookups }: DoctorInputs): Check[] {
   return [
     sourceCheck(source),
     windowCheck(source),
@@ -316,21 +396,17 @@ export function checksOf(
     parseCheck(source),
     apiCheck(api),
     permissionsCheck(api),
-    podsCheck(pods),
-    addressesCheck(pods),
+    podsCheck(pods, watch),
+    addressesCheck(pods, watch),
+    lookupsCheck(lookups, watch),
     felixCheck(felix, source.prefix),
   ];
 }
 
-export function buildReport(
-  source: SourceReport,
-  api: ApiReport,
-  pods: PodsReport | null,
-  felix: FelixReport | null,
-): DoctorReport {
-  const checks = checksOf(source, api, pods, felix);
+export function buildReport(inputs: DoctorInputs): DoctorReport {
+  const checks = checksOf(inputs);
   const exitCode = checks.some(({ status }) => status === 'fail') ? 1 : 0;
-  return { exitCode, source, api, pods, felix, checks };
+  return { exitCode, ...inputs, checks };
 }
 
 export function renderJson(report: DoctorReport): string {

@@ -4,6 +4,8 @@
  * so printing it cannot forge terminal output.
  */
 
+import type { PodWatchScope } from '../../config.ts';
+import type { LookupOutcome } from '../../locator/pod-lookup.ts';
 import type { InvalidReason } from '../../parser/parse.ts';
 
 /** A LOG-style prefix seen in the log and how many lines carried it; '' stands for LOG lines with none. */
@@ -87,11 +89,21 @@ export interface ResolvedAddress extends AddressCount {
   hostNetwork: boolean;
   /** The node owning it, when no pod does. */
   node: string | null;
+  /**
+   * How the agent knows it: `watch`, from its pod watch (every pod, or with POD_WATCH_SCOPE=node this node's)
+   * or its node watch; `lookup`, with POD_WATCH_SCOPE=node, by asking the API server for the pod with that
+   * status.podIP when a drop names it.
+   */
+  via: 'watch' | 'lookup';
+  /** Why the lookup failed (the agent would retry it); null otherwise. */
+  lookupError: string | null;
 }
 
 export interface PodsReport {
   /** Running pods the agent would index; null when they could not be listed. */
   running: number | null;
+  /** POD_WATCH_SCOPE=node: those of them not on the host network, the pods that get Events; else null. */
+  local: number | null;
   error: string | null;
   /** HTTP status of the failed pod list, when it got one. */
   errorStatus: number | null;
@@ -111,6 +123,26 @@ export interface FelixReport {
   error: string | null;
 }
 
+/** POD_WATCH_SCOPE, and the node whose pods are watched (null when every pod is). */
+export interface WatchReport {
+  scope: PodWatchScope;
+  nodeName: string | null;
+}
+
+/** The running agent's pod lookups, from its own metrics endpoint (lookups-check.ts). */
+export interface LookupsReport {
+  /** The endpoint read; null when there was nothing to read (POD_WATCH_SCOPE=cluster, METRICS_SERVER_PORT=0). */
+  url: string | null;
+  /** Why the figures are missing, one sentence. */
+  error: string | null;
+  /** kube_iptables_tailer_pod_lookups_total by outcome since the agent started; null when not read. */
+  outcomes: Record<LookupOutcome, number> | null;
+  /** hit / (hit + miss + found + not_found), from 0 to 1; null when not read or nothing was answered. */
+  hitRate: number | null;
+  /** kube_iptables_tailer_pod_lookup_cache_entries; null when not read. */
+  cacheEntries: number | null;
+}
+
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
 
 export type CheckId =
@@ -122,6 +154,7 @@ export type CheckId =
   | 'permissions'
   | 'pods'
   | 'addresses'
+  | 'lookups'
   | 'felix';
 
 export interface Check {
@@ -143,5 +176,7 @@ export interface DoctorReport {
   pods: PodsReport | null;
   /** null when the API could not be used. */
   felix: FelixReport | null;
+  watch: WatchReport;
+  lookups: LookupsReport;
   checks: Check[];
 }

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Check, CheckId, DoctorReport } from '../../../agent/tools/doctor/types.ts';
-import { freePort } from '../../e2e/agent-process.ts';
+import { freePort, metricValue, waitFor } from '../../e2e/agent-process.ts';
+import { agentLauncher, journalAgentEnv, journalDir } from '../../e2e/scenario.ts';
 import {
   type Cluster,
   connect,
@@ -18,6 +19,7 @@ import {
   createPod,
   createToken,
   deleteNode,
+  deletePod,
   kubectl,
   setPodRunning,
   shippedAgentToken,
@@ -37,13 +39,16 @@ interface Run {
   ms: number;
 }
 
-/** doctor with only these variables (nothing of the test runner's environment leaks in). */
+/**
+ * doctor with only these variables (nothing of the test runner's environment leaks in), POD_WATCH_SCOPE=cluster
+ * unless they say otherwise: node mode needs NODE_NAME, and is tested on nodes of its own below.
+ */
 function doctor(env: Record<string, string>, args: string[] = [], uid?: number): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(NODE, ['agent/cli.ts', 'doctor', ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TZ: 'UTC', ...env },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TZ: 'UTC', POD_WATCH_SCOPE: 'cluster', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(uid === undefined ? {} : { uid, gid: uid }),
     });
@@ -90,6 +95,7 @@ function dropMessage(prefix: string, src: string, dst: string, sport = 40000): s
 }
 
 const dirs: string[] = [];
+const agentWith = agentLauncher();
 
 async function journal(entries: readonly JournalEntry[]): Promise<string> {
   const dir = await tempDir('doctor-journal');
@@ -158,18 +164,20 @@ describe('doctor on a healthy setup', () => {
       '[ok]   permissions  allowed: pods list, pods watch, nodes list, nodes watch, events create, events patch',
     );
     expect(section(run.stdout, 'pods')).toMatch(
-      /^\[ok\] {3}pods {9}\d+ Running pods? would be indexed, \d+ nodes?$/,
+      /^\[ok\] {3}pods {9}POD_WATCH_SCOPE=cluster: \d+ Running pods? would be indexed, \d+ nodes?$/,
     );
+    expect(lines).toContain('[ok]   lookups      not used: POD_WATCH_SCOPE=cluster watches every pod');
     expect(lines.at(-2)).toBe('nothing keeps events from being posted; 1 warning');
   });
 
   it('resolves the frequent drop addresses: a Running pod, a node, and an unknown one', async () => {
     const report = await doctorJson({ JOURNAL_DIRECTORY: dir, KUBECONFIG: agentKubeconfig });
     expect(report.code).toBe(0);
+    const watched = { hostNetwork: false, via: 'watch', lookupError: null };
     expect(report.pods?.addresses).toEqual([
-      { ip: CLIENT_IP, count: 4, pod: `${namespace}/client`, hostNetwork: false, node: null },
-      { ip: UNKNOWN_IP, count: 3, pod: null, hostNetwork: false, node: null },
-      { ip: NODE_IP, count: 1, pod: null, hostNetwork: false, node: nodeName },
+      { ip: CLIENT_IP, count: 4, pod: `${namespace}/client`, node: null, ...watched },
+      { ip: UNKNOWN_IP, count: 3, pod: null, node: null, ...watched },
+      { ip: NODE_IP, count: 1, pod: null, node: nodeName, ...watched },
     ]);
     expect(checkOf(report, 'addresses')).toMatchObject({
       status: 'warn',
@@ -192,8 +200,10 @@ describe('doctor on a healthy setup', () => {
       'code',
       'exitCode',
       'felix',
+      'lookups',
       'pods',
       'source',
+      'watch',
     ]);
     expect(report.exitCode).toBe(0);
     expect(report.source).toEqual({
@@ -246,8 +256,18 @@ describe('doctor on a healthy setup', () => {
       ['permissions', 'ok'],
       ['pods', 'ok'],
       ['addresses', 'warn'],
+      ['lookups', 'ok'],
       ['felix', 'skip'],
     ]);
+    expect(report.watch).toEqual({ scope: 'cluster', nodeName: null });
+    expect(report.lookups).toEqual({
+      url: null,
+      error: null,
+      outcomes: null,
+      hitRate: null,
+      cacheEntries: null,
+    });
+    expect(report.pods?.local).toBeNull();
     // The shipped role grants nothing of Calico's: reading Felix's prefix is optional.
     expect(report.felix).toMatchObject({ api: null, logPrefix: null, reason: 'forbidden' });
     for (const check of report.checks) {
@@ -255,6 +275,216 @@ describe('doctor on a healthy setup', () => {
       if (check.status === 'warn' || check.status === 'fail')
         expect(check.advice).toEqual(expect.any(String));
     }
+  });
+});
+
+describe('doctor with POD_WATCH_SCOPE=node', () => {
+  /** Pods on this file's own two nodes: no other test file has pods there, so the counts are exact. */
+  const nodeA = uniqueName('doctor-a');
+  const nodeB = uniqueName('doctor-b');
+  const LOCAL_IP = `${NET}.21`;
+  const LOCAL_2_IP = `${NET}.22`;
+  const REMOTE_IP = `${NET}.31`;
+  /** A pod of node B that has finished: a lookup finds it, and the agent's cache answers for it after. */
+  const FINISHED_IP = `${NET}.33`;
+  const GONE_IP = `${NET}.251`;
+  let ns: string;
+  let dir: string;
+  const made: [string, string][] = [];
+
+  async function runningPod(name: string, node: string, ip: string, hostNetwork = false): Promise<void> {
+    await createPod(c, { namespace: ns, name, nodeName: node, hostNetwork });
+    made.push([ns, name]);
+    await setPodRunning(c, ns, name, { podIPs: [ip], hostIP: hostNetwork ? ip : '10.128.0.2' });
+  }
+
+  /** The drops of the window: every one has a pod of node A on a side, so the agent posts each. */
+  const DROPS: [string, string][] = [
+    [LOCAL_IP, REMOTE_IP],
+    [LOCAL_IP, GONE_IP],
+    [LOCAL_IP, FINISHED_IP],
+    [LOCAL_IP, FINISHED_IP],
+    [LOCAL_2_IP, NODE_IP],
+  ];
+  const entries = (): JournalEntry[] =>
+    DROPS.map(([src, dst], i) => ({
+      hostname: nodeA,
+      message: dropMessage('calico-packet: ', src, dst, 41000 + i),
+    }));
+
+  beforeAll(async () => {
+    ns = await createNamespace(c);
+    await runningPod('local', nodeA, LOCAL_IP);
+    await runningPod('local-2', nodeA, LOCAL_2_IP);
+    await runningPod('local-host', nodeA, `${NET}.2`, true);
+    await createPod(c, { namespace: ns, name: 'local-pending', nodeName: nodeA });
+    made.push([ns, 'local-pending']);
+    await runningPod('remote', nodeB, REMOTE_IP);
+    await runningPod('finished', nodeB, FINISHED_IP);
+    const finished = await c.core.readNamespacedPod({ namespace: ns, name: 'finished' });
+    finished.status = { ...finished.status, phase: 'Succeeded' };
+    await c.core.replaceNamespacedPodStatus({ namespace: ns, name: 'finished', body: finished });
+    dir = await journal(entries());
+  });
+
+  afterAll(async () => {
+    for (const [namespace, name] of made) await deletePod(c, namespace, name).catch(() => {});
+  });
+
+  it("counts only this node's pods, and says which drop addresses the agent would look up", async () => {
+    const port = await freePort();
+    const env = {
+      JOURNAL_DIRECTORY: dir,
+      KUBECONFIG: agentKubeconfig,
+      POD_WATCH_SCOPE: 'node',
+      NODE_NAME: nodeA,
+      METRICS_SERVER_PORT: String(port),
+    };
+    const report = await doctorJson(env);
+    expect(report.code).toBe(0);
+    expect(report.watch).toEqual({ scope: 'node', nodeName: nodeA });
+    // local, local-2 and local-host; not local-pending, nor the pods of node B.
+    expect(report.pods).toMatchObject({ running: 3, local: 2, error: null });
+    const lookedUp = { hostNetwork: false, via: 'lookup', lookupError: null };
+    expect(report.pods?.addresses).toEqual([
+      {
+        ip: LOCAL_IP,
+        count: 4,
+        pod: `${ns}/local`,
+        node: null,
+        hostNetwork: false,
+        via: 'watch',
+        lookupError: null,
+      },
+      { ip: FINISHED_IP, count: 2, pod: null, node: null, ...lookedUp },
+      {
+        ip: NODE_IP,
+        count: 1,
+        pod: null,
+        node: nodeName,
+        hostNetwork: false,
+        via: 'watch',
+        lookupError: null,
+      },
+      {
+        ip: LOCAL_2_IP,
+        count: 1,
+        pod: `${ns}/local-2`,
+        node: null,
+        hostNetwork: false,
+        via: 'watch',
+        lookupError: null,
+      },
+      { ip: GONE_IP, count: 1, pod: null, node: null, ...lookedUp },
+      { ip: REMOTE_IP, count: 1, pod: `${ns}/remote`, node: null, ...lookedUp },
+    ]);
+    expect(report.lookups).toEqual({
+      url: `http://127.0.0.1:${port}/metrics`,
+      error: `the agent's metrics were not reachable at http://127.0.0.1:${port}/metrics: ECONNREFUSED`,
+      outcomes: null,
+      hitRate: null,
+      cacheEntries: null,
+    });
+
+    const run = await doctor(env);
+    expect(section(run.stdout, 'pods')).toMatch(
+      new RegExp(
+        `^\\[ok\\] {3}pods {9}POD_WATCH_SCOPE=node, NODE_NAME=${nodeA}: 2 Running pods on this node would be indexed \\(and 1 hostNetwork pod\\), \\d+ nodes?; pods of other nodes are looked up by address$`,
+      ),
+    );
+    const addresses = section(run.stdout, 'addresses').split('\n');
+    expect(addresses[0]).toBe(
+      '[warn] addresses    2 of the 6 most frequent drop addresses match no Running pod or node; 3 of them looked up by address (not on this node)',
+    );
+    expect(addresses.slice(1, 7).map((line) => line.replace(/^ +\S+ +\d+ drops? {2}/, ''))).toEqual([
+      `pod ${ns}/local (on this node)`,
+      'unresolved (looked up by address: no Running pod has it)',
+      `node ${nodeName}`,
+      `pod ${ns}/local-2 (on this node)`,
+      'unresolved (looked up by address: no Running pod has it)',
+      `pod ${ns}/remote (another node: looked up by address)`,
+    ]);
+    expect(section(run.stdout, 'lookups')).toBe(
+      `[skip] lookups      not checked: the agent's metrics were not reachable at http://127.0.0.1:${port}/metrics: ECONNREFUSED`,
+    );
+
+    // The same setup watched cluster-wide: node B's pods are indexed, and nothing is looked up.
+    const cluster = await doctorJson({ ...env, POD_WATCH_SCOPE: 'cluster' });
+    expect(cluster.pods?.running).toBeGreaterThanOrEqual(5);
+    expect(cluster.pods?.local).toBeNull();
+    expect(cluster.pods?.addresses.find(({ ip }) => ip === REMOTE_IP)).toMatchObject({
+      pod: `${ns}/remote`,
+      via: 'watch',
+    });
+  });
+
+  it("reads the lookups and the cache's hit rate from the running agent's metrics", async () => {
+    const { dir: agentDir, file } = await journalDir();
+    dirs.push(agentDir);
+    const agentEnv = {
+      ...(await journalAgentEnv(agentKubeconfig, agentDir)),
+      POD_WATCH_SCOPE: 'node',
+      NODE_NAME: nodeA,
+    };
+    dirs.push(agentEnv.CHECKPOINT_DIRECTORY);
+    const agent = await agentWith(agentEnv);
+    await appendJournal(file, entries());
+    const scrape = await waitFor(
+      async () => {
+        const text = await agent.metrics();
+        return metricValue(text, 'kube_iptables_tailer_drops_posted_total') === DROPS.length && text;
+      },
+      20_000,
+      'every drop posted',
+    );
+    const outcome = (text: string, name: string) =>
+      metricValue(text, 'kube_iptables_tailer_pod_lookups_total', `outcome="${name}"`);
+    // Found once each (remote, finished), gone not found, then the cache: a miss for it, a hit for each
+    // drop of the finished pod (found, but not Running: the index does not name it, so the agent asks).
+    expect(outcome(scrape, 'found')).toBe(2);
+    expect(outcome(scrape, 'not_found')).toBe(1);
+    expect(outcome(scrape, 'hit')).toBeGreaterThanOrEqual(1);
+    expect(outcome(scrape, 'miss')).toBeGreaterThanOrEqual(1);
+
+    const env = { ...agentEnv, JOURNAL_DIRECTORY: dir, METRICS_SERVER_PORT: String(agent.port) };
+    const report = await doctorJson(env);
+    const run = await doctor(env);
+    // Nothing asks after the last drop: what doctor read is what the agent still says.
+    const after = await agent.metrics();
+    const counts = (text: string) => ({
+      hit: outcome(text, 'hit'),
+      miss: outcome(text, 'miss'),
+      found: outcome(text, 'found'),
+      not_found: outcome(text, 'not_found'),
+      error: outcome(text, 'error'),
+      rate_limited: outcome(text, 'rate_limited'),
+      coalesced: outcome(text, 'coalesced'),
+    });
+    const agentSays = counts(after);
+    expect(counts(scrape)).toEqual(agentSays);
+    const { hit, miss, found, not_found: notFound } = agentSays;
+    const answered = hit + miss + found + notFound;
+    expect(report.lookups).toEqual({
+      url: `http://127.0.0.1:${agent.port}/metrics`,
+      error: null,
+      outcomes: agentSays,
+      hitRate: hit / answered,
+      // A gauge the agent sets every second, as entries expire: not the same from one scrape to the next.
+      cacheEntries: expect.any(Number),
+    });
+    expect(checkOf(report, 'lookups').status).toBe('ok');
+    const [summary, figures, from] = section(run.stdout, 'lookups').split('\n');
+    expect(summary).toBe(
+      `[ok]   lookups      cache hit rate ${((hit / answered) * 100).toFixed(1)}% (${hit} hit${hit === 1 ? '' : 's'} of ${answered} answered lookups)`,
+    );
+    expect(figures).toMatch(
+      new RegExp(
+        `^ {20}answered: hit ${hit}, miss ${miss}, found ${found}, not_found ${notFound}; not yet answered: error ${agentSays.error}, rate_limited ${agentSays.rate_limited}, coalesced ${agentSays.coalesced}; \\d+ address(es)? cached$`,
+      ),
+    );
+    expect(from).toBe(
+      `                    read from the running agent at http://127.0.0.1:${agent.port}/metrics, counted since it started`,
+    );
   });
 });
 
@@ -624,6 +854,10 @@ describe('doctor usage', () => {
     });
     expect(bad).toMatchObject({ code: 2, stdout: '' });
     expect(bad.stderr).toContain('PACKET_DROP_EXPIRATION_MINUTES');
+    // As `run` refuses it: the node-scoped watch needs the node's name.
+    const nameless = await doctor({ JOURNAL_DIRECTORY: '/var/log/journal', POD_WATCH_SCOPE: 'node' });
+    expect(nameless).toMatchObject({ code: 2, stdout: '' });
+    expect(nameless.stderr).toContain('NODE_NAME is not set: POD_WATCH_SCOPE=node (the default)');
   });
 
   it('is listed in the usage', async () => {

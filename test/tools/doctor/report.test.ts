@@ -1,14 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { REQUIRED_PERMISSIONS } from '../../../agent/tools/doctor/api-check.ts';
-import { buildReport, prefixList, renderJson, renderText } from '../../../agent/tools/doctor/report.ts';
+import {
+  buildReport,
+  type DoctorInputs,
+  prefixList,
+  renderJson,
+  renderText,
+} from '../../../agent/tools/doctor/report.ts';
 import type {
   ApiReport,
   Check,
   CheckId,
   DoctorReport,
   FelixReport,
+  LookupsReport,
   PodsReport,
+  ResolvedAddress,
   SourceReport,
+  WatchReport,
 } from '../../../agent/tools/doctor/types.ts';
 
 function source(overrides: Partial<SourceReport> = {}): SourceReport {
@@ -46,16 +55,48 @@ function api(overrides: Partial<ApiReport> = {}): ApiReport {
   };
 }
 
+/** A drop address as the agent's watches resolve it; `node` or `pod` as given. */
+function address(ip: string, count: number, overrides: Partial<ResolvedAddress> = {}): ResolvedAddress {
+  return {
+    ip,
+    count,
+    pod: null,
+    hostNetwork: false,
+    node: null,
+    via: 'watch',
+    lookupError: null,
+    ...overrides,
+  };
+}
+
 function pods(overrides: Partial<PodsReport> = {}): PodsReport {
   return {
     running: 12,
+    local: null,
     error: null,
     errorStatus: null,
     nodes: 3,
     nodesError: null,
-    addresses: [{ ip: '10.4.0.4', count: 7, pod: 'default/netperf-client', hostNetwork: false, node: null }],
+    addresses: [address('10.4.0.4', 7, { pod: 'default/netperf-client' })],
     ...overrides,
   };
+}
+
+const CLUSTER: WatchReport = { scope: 'cluster', nodeName: null };
+const NODE_A: WatchReport = { scope: 'node', nodeName: 'node-a' };
+const NOT_READ: LookupsReport = { url: null, error: null, outcomes: null, hitRate: null, cacheEntries: null };
+
+/** A report of a healthy cluster-scoped setup, but for the parts given. */
+function reportOf(parts: Partial<DoctorInputs> = {}): DoctorReport {
+  return buildReport({
+    source: source(),
+    api: api(),
+    pods: pods(),
+    felix: null,
+    watch: CLUSTER,
+    lookups: NOT_READ,
+    ...parts,
+  });
 }
 
 function checkOf(checks: readonly Check[], id: CheckId): Check {
@@ -84,7 +125,7 @@ const UNREACHABLE: Partial<ApiReport> = {
 
 describe('buildReport', () => {
   it('passes a healthy setup with every check ok', () => {
-    const report = buildReport(source(), api(), pods(), felix());
+    const report = reportOf({ felix: felix() });
     expect(report.exitCode).toBe(0);
     expect(report.checks.map((c) => [c.id, c.status])).toEqual([
       ['source', 'ok'],
@@ -95,14 +136,21 @@ describe('buildReport', () => {
       ['permissions', 'ok'],
       ['pods', 'ok'],
       ['addresses', 'ok'],
+      ['lookups', 'ok'],
       ['felix', 'ok'],
     ]);
-    expect(checkOf(report.checks, 'pods').summary).toBe('12 Running pods would be indexed, 3 nodes');
+    expect(checkOf(report.checks, 'pods').summary).toBe(
+      'POD_WATCH_SCOPE=cluster: 12 Running pods would be indexed, 3 nodes',
+    );
+    expect(checkOf(report.checks, 'lookups')).toMatchObject({
+      status: 'ok',
+      summary: 'not used: POD_WATCH_SCOPE=cluster watches every pod',
+    });
   });
 
   it('fails on a wrong prefix and says which one to set', () => {
-    const report = buildReport(
-      source({
+    const report = reportOf({
+      source: source({
         prefixed: 0,
         drops: 0,
         addresses: [],
@@ -111,10 +159,8 @@ describe('buildReport', () => {
           { prefix: 'calico-drop', count: 12 },
         ],
       }),
-      api(),
-      pods({ addresses: [] }),
-      null,
-    );
+      pods: pods({ addresses: [] }),
+    });
     expect(report.exitCode).toBe(1);
     const prefix = checkOf(report.checks, 'prefix');
     expect(prefix).toMatchObject({ status: 'fail', advice: 'set IPTABLES_LOG_PREFIX=calico-drop' });
@@ -123,34 +169,28 @@ describe('buildReport', () => {
   });
 
   it('asks for a prefix when the only LOG lines have none', () => {
-    const report = buildReport(
-      source({ prefixed: 0, drops: 0, addresses: [], otherPrefixes: [{ prefix: '', count: 3 }] }),
-      api(),
-      pods({ addresses: [] }),
-      null,
-    );
+    const report = reportOf({
+      source: source({ prefixed: 0, drops: 0, addresses: [], otherPrefixes: [{ prefix: '', count: 3 }] }),
+      pods: pods({ addresses: [] }),
+    });
     expect(checkOf(report.checks, 'prefix').advice).toMatch(/give the LOG rule a prefix/);
   });
 
   it('is fine with no LOG line at all: nothing was dropped', () => {
-    const report = buildReport(
-      source({ prefixed: 0, drops: 0, addresses: [] }),
-      api(),
-      pods({ addresses: [] }),
-      null,
-    );
+    const report = reportOf({
+      source: source({ prefixed: 0, drops: 0, addresses: [] }),
+      pods: pods({ addresses: [] }),
+    });
     expect(report.exitCode).toBe(0);
     expect(checkOf(report.checks, 'prefix').status).toBe('ok');
     expect(checkOf(report.checks, 'addresses').status).toBe('skip');
   });
 
   it('warns, without blocking, when the window holds no kernel entry', () => {
-    const report = buildReport(
-      source({ entries: 0, prefixed: 0, drops: 0, addresses: [] }),
-      api(),
-      pods({ addresses: [] }),
-      null,
-    );
+    const report = reportOf({
+      source: source({ entries: 0, prefixed: 0, drops: 0, addresses: [] }),
+      pods: pods({ addresses: [] }),
+    });
     expect(report.exitCode).toBe(0);
     expect(checkOf(report.checks, 'window')).toMatchObject({
       status: 'warn',
@@ -160,12 +200,9 @@ describe('buildReport', () => {
   });
 
   it('fails on an unreadable source and skips what depends on it', () => {
-    const report = buildReport(
-      source({ readable: false, error: 'cannot read the journal directory /x: it does not exist' }),
-      api(),
-      pods(),
-      null,
-    );
+    const report = reportOf({
+      source: source({ readable: false, error: 'cannot read the journal directory /x: it does not exist' }),
+    });
     expect(report.exitCode).toBe(1);
     expect(checkOf(report.checks, 'source')).toMatchObject({
       status: 'fail',
@@ -177,8 +214,8 @@ describe('buildReport', () => {
   });
 
   it('warns on parse failures, one line per reason with its example', () => {
-    const report = buildReport(
-      source({
+    const report = reportOf({
+      source: source({
         prefixed: 10,
         drops: 7,
         invalid: [
@@ -186,10 +223,7 @@ describe('buildReport', () => {
           { reason: 'bad_timestamp', count: 1, example: 'no known timestamp at the start of "x"' },
         ],
       }),
-      api(),
-      pods(),
-      null,
-    );
+    });
     const parse = checkOf(report.checks, 'parse');
     expect(report.exitCode).toBe(0);
     expect(parse.status).toBe('warn');
@@ -202,7 +236,7 @@ describe('buildReport', () => {
   });
 
   it('fails when the API cannot be reached and skips the checks that need it', () => {
-    const report = buildReport(source(), api(UNREACHABLE), null, null);
+    const report = reportOf({ api: api(UNREACHABLE), pods: null });
     expect(report.exitCode).toBe(1);
     expect(checkOf(report.checks, 'api').summary).toBe(
       'cannot reach the API server at https://10.0.0.1:443: ECONNREFUSED',
@@ -216,7 +250,7 @@ describe('buildReport', () => {
     const permissions = api().permissions.map((p) =>
       p.resource === 'events' && p.verb === 'patch' ? { ...p, allowed: false } : p,
     );
-    const report = buildReport(source(), api({ permissions }), pods(), null);
+    const report = reportOf({ api: api({ permissions }) });
     expect(report.exitCode).toBe(1);
     expect(checkOf(report.checks, 'permissions')).toMatchObject({
       status: 'fail',
@@ -226,18 +260,15 @@ describe('buildReport', () => {
   });
 
   it('warns about drop addresses that match no pod or node, listing each address', () => {
-    const report = buildReport(
-      source(),
-      api(),
-      pods({
+    const report = reportOf({
+      pods: pods({
         addresses: [
-          { ip: '10.4.0.4', count: 7, pod: 'default/client', hostNetwork: false, node: null },
-          { ip: '10.128.0.2', count: 3, pod: null, hostNetwork: false, node: 'node-a' },
-          { ip: '8.8.8.8', count: 1, pod: null, hostNetwork: false, node: null },
+          address('10.4.0.4', 7, { pod: 'default/client' }),
+          address('10.128.0.2', 3, { node: 'node-a' }),
+          address('8.8.8.8', 1),
         ],
       }),
-      null,
-    );
+    });
     const addresses = checkOf(report.checks, 'addresses');
     expect(report.exitCode).toBe(0);
     expect(addresses.status).toBe('warn');
@@ -250,12 +281,9 @@ describe('buildReport', () => {
   });
 
   it('fails when Running pods cannot be listed', () => {
-    const report = buildReport(
-      source(),
-      api(),
-      pods({ running: null, error: 'HTTP 403: forbidden', errorStatus: 403, addresses: [] }),
-      null,
-    );
+    const report = reportOf({
+      pods: pods({ running: null, error: 'HTTP 403: forbidden', errorStatus: 403, addresses: [] }),
+    });
     expect(checkOf(report.checks, 'pods')).toMatchObject({
       status: 'fail',
       advice: 'grant pods list: see manifests/base/rbac.yaml',
@@ -272,7 +300,7 @@ describe('prefixList', () => {
 
 describe('rendering', () => {
   it('prints one line per check, advice under failures, and a verdict', () => {
-    const text = renderText(buildReport(source(), api(UNREACHABLE), null, null));
+    const text = renderText(reportOf({ api: api(UNREACHABLE), pods: null }));
     const lines = text.trimEnd().split('\n');
     expect(lines[0]).toBe(
       'kube-iptables-tailer doctor: JOURNAL_DIRECTORY=/var/log/journal, IPTABLES_LOG_PREFIX=calico-packet, the last 10 minutes',
@@ -292,7 +320,7 @@ describe('rendering', () => {
   });
 
   it('prints the whole report as JSON', () => {
-    const report = buildReport(source(), api(), pods(), null);
+    const report = reportOf();
     expect(JSON.parse(renderJson(report))).toEqual(report);
   });
 });
@@ -301,7 +329,7 @@ describe('felix check', () => {
   const felixOf = (report: DoctorReport) => checkOf(report.checks, 'felix');
 
   it('passes a matching plain prefix, suggesting the placeholder setting that names policies', () => {
-    const check = felixOf(buildReport(source(), api(), pods(), felix({ logPrefix: 'calico-packet: ' })));
+    const check = felixOf(reportOf({ felix: felix({ logPrefix: 'calico-packet: ' }) }));
     expect(check).toMatchObject({
       status: 'ok',
       summary: 'Felix logs with IPTABLES_LOG_PREFIX\'s prefix "calico-packet"',
@@ -312,18 +340,16 @@ describe('felix check', () => {
   });
 
   it('passes a matching template: Events name the policy', () => {
-    const report = buildReport(
-      source({ prefix: 'calico-packet %k %p' }),
-      api(),
-      pods(),
-      felix({ logPrefix: 'calico-packet %k %p' }),
-    );
+    const report = reportOf({
+      source: source({ prefix: 'calico-packet %k %p' }),
+      felix: felix({ logPrefix: 'calico-packet %k %p' }),
+    });
     expect(felixOf(report)).toMatchObject({ status: 'ok', details: [] });
     expect(felixOf(report).summary).toContain('Events name the policy');
   });
 
   it('warns when Felix logs with another prefix, and says which to set', () => {
-    const report = buildReport(source(), api(), pods(), felix({ logPrefix: 'drop %k %n' }));
+    const report = reportOf({ felix: felix({ logPrefix: 'drop %k %n' }) });
     expect(felixOf(report)).toMatchObject({
       status: 'warn',
       summary:
@@ -348,9 +374,143 @@ describe('felix check', () => {
       [null, /the API could not be used/],
     ] as const;
     for (const [report, why] of reasons) {
-      const check = felixOf(buildReport(source(), api(), pods(), report));
+      const check = felixOf(reportOf({ felix: report }));
       expect(check.status).toBe('skip');
       expect(check.summary).toMatch(why);
     }
+  });
+});
+
+describe('POD_WATCH_SCOPE=node', () => {
+  const COUNTED = { hit: 6, miss: 9, found: 4, not_found: 1, error: 2, rate_limited: 0, coalesced: 3 };
+  const LOOKED_UP: LookupsReport = {
+    url: 'http://127.0.0.1:9090/metrics',
+    error: null,
+    outcomes: COUNTED,
+    hitRate: 0.3,
+    cacheEntries: 5,
+  };
+  const nodePods = (overrides: Partial<PodsReport> = {}) =>
+    pods({
+      running: 5,
+      local: 4,
+      addresses: [
+        address('10.4.0.4', 7, { pod: 'default/client' }),
+        address('10.4.1.9', 5, { pod: 'default/server', via: 'lookup' }),
+        address('10.128.0.3', 3, { node: 'node-b' }),
+        address('10.4.2.250', 2, { via: 'lookup' }),
+        address('10.4.3.7', 1, { via: 'lookup', lookupError: 'no answer within 5 s' }),
+      ],
+      ...overrides,
+    });
+  const nodeReport = (parts: Partial<DoctorInputs> = {}) =>
+    reportOf({ pods: nodePods(), watch: NODE_A, lookups: LOOKED_UP, ...parts });
+
+  it("states the mode and counts this node's pods that get Events, hostNetwork ones beside", () => {
+    expect(checkOf(nodeReport().checks, 'pods')).toMatchObject({
+      status: 'ok',
+      summary:
+        'POD_WATCH_SCOPE=node, NODE_NAME=node-a: 4 Running pods on this node would be indexed (and 1 hostNetwork pod), 3 nodes; pods of other nodes are looked up by address',
+    });
+    const none = nodeReport({ pods: nodePods({ running: 0, local: 0 }) });
+    expect(checkOf(none.checks, 'pods').summary).toMatch(
+      /: 0 Running pods on this node would be indexed, 3 nodes;/,
+    );
+    const unusable = nodeReport({ api: api(UNREACHABLE), pods: null });
+    expect(checkOf(unusable.checks, 'pods').summary).toBe(
+      'not checked (POD_WATCH_SCOPE=node, NODE_NAME=node-a): the API server cannot be used',
+    );
+  });
+
+  it('says per address whether it is local or would be looked up, and how the lookup went', () => {
+    const addresses = checkOf(nodeReport().checks, 'addresses');
+    expect(addresses).toMatchObject({
+      status: 'warn',
+      summary:
+        '2 of the 5 most frequent drop addresses match no Running pod or node; 3 of them looked up by address (not on this node)',
+    });
+    expect(addresses.details).toEqual([
+      '10.4.0.4       7 drops  pod default/client (on this node)',
+      '10.4.1.9       5 drops  pod default/server (another node: looked up by address)',
+      '10.128.0.3     3 drops  node node-b',
+      '10.4.2.250     2 drops  unresolved (looked up by address: no Running pod has it)',
+      '10.4.3.7        1 drop  unresolved (lookup by address failed: no answer within 5 s)',
+    ]);
+    const local = nodeReport({
+      pods: nodePods({ addresses: [address('10.4.0.4', 7, { pod: 'default/client' })] }),
+    });
+    expect(checkOf(local.checks, 'addresses').summary).toBe(
+      'all of the most frequent drop address resolve to a pod or node',
+    );
+  });
+
+  it("reports the running agent's lookups by outcome and the cache hit rate, informational", () => {
+    const report = nodeReport();
+    expect(report.exitCode).toBe(0);
+    expect(checkOf(report.checks, 'lookups')).toEqual({
+      id: 'lookups',
+      status: 'ok',
+      summary: 'cache hit rate 30.0% (6 hits of 20 answered lookups)',
+      advice: null,
+      details: [
+        'answered: hit 6, miss 9, found 4, not_found 1; not yet answered: error 2, rate_limited 0, coalesced 3; 5 addresses cached',
+        'read from the running agent at http://127.0.0.1:9090/metrics, counted since it started',
+      ],
+    });
+  });
+
+  it('says when no lookup was answered yet, and skips the figures when the agent cannot be reached', () => {
+    const idle = nodeReport({
+      lookups: {
+        ...LOOKED_UP,
+        outcomes: { ...COUNTED, hit: 0, miss: 0, found: 0, not_found: 0 },
+        hitRate: null,
+      },
+    });
+    expect(checkOf(idle.checks, 'lookups')).toMatchObject({
+      status: 'ok',
+      summary: "no lookup answered yet: no drop named an address outside this node's pods and the nodes",
+    });
+    const unreachable = nodeReport({
+      lookups: {
+        ...NOT_READ,
+        url: 'http://127.0.0.1:9090/metrics',
+        error: "the agent's metrics were not reachable at http://127.0.0.1:9090/metrics: ECONNREFUSED",
+      },
+    });
+    expect(unreachable.exitCode).toBe(0);
+    expect(checkOf(unreachable.checks, 'lookups')).toMatchObject({
+      status: 'skip',
+      summary:
+        "not checked: the agent's metrics were not reachable at http://127.0.0.1:9090/metrics: ECONNREFUSED",
+      details: [],
+    });
+  });
+
+  it('prints the mode, the local pods, the addresses and the lookups in the text report', () => {
+    const lines = renderText(nodeReport()).split('\n');
+    const from = lines.findIndex((line) => line.startsWith('[ok]   pods'));
+    expect(lines.slice(from, from + 11)).toEqual([
+      '[ok]   pods         POD_WATCH_SCOPE=node, NODE_NAME=node-a: 4 Running pods on this node would be indexed (and 1 hostNetwork pod), 3 nodes; pods of other nodes are looked up by address',
+      '[warn] addresses    2 of the 5 most frequent drop addresses match no Running pod or node; 3 of them looked up by address (not on this node)',
+      '                    10.4.0.4       7 drops  pod default/client (on this node)',
+      '                    10.4.1.9       5 drops  pod default/server (another node: looked up by address)',
+      '                    10.128.0.3     3 drops  node node-b',
+      '                    10.4.2.250     2 drops  unresolved (looked up by address: no Running pod has it)',
+      '                    10.4.3.7        1 drop  unresolved (lookup by address failed: no answer within 5 s)',
+      expect.stringMatching(/^ {20}-> check these addresses/),
+      '[ok]   lookups      cache hit rate 30.0% (6 hits of 20 answered lookups)',
+      '                    answered: hit 6, miss 9, found 4, not_found 1; not yet answered: error 2, rate_limited 0, coalesced 3; 5 addresses cached',
+      '                    read from the running agent at http://127.0.0.1:9090/metrics, counted since it started',
+    ]);
+  });
+
+  it('puts the mode and the lookups in the JSON', () => {
+    const report = nodeReport();
+    const json = JSON.parse(renderJson(report)) as DoctorReport;
+    expect(json).toEqual(report);
+    expect(json.watch).toEqual({ scope: 'node', nodeName: 'node-a' });
+    expect(json.lookups.hitRate).toBe(0.3);
+    expect(json.pods?.local).toBe(4);
   });
 });
