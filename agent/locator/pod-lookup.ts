@@ -49,6 +49,9 @@ export const LOOKUP_LIMITS: LookupLimits = {
   burst: 20,
 };
 
+/** The pods whose first address is `ip`: the one address field the API server can select pods by. */
+export const podIpSelector = (ip: string): string => `status.podIP=${ip}`;
+
 const DEFAULT_BACKOFF: Pick<Backoff, 'initialMs' | 'maxMs'> = { initialMs: 500, maxMs: 30_000 };
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -173,7 +176,7 @@ export class PodLookup implements PeerLookup {
     try {
       const { items } = await listAll(list, (object) => apiPodState(object, labelKey), {
         options,
-        fieldSelector: `status.podIP=${ip}`,
+        fieldSelector: podIpSelector(ip),
       });
       this.recovered();
       this.settle(ip, items);

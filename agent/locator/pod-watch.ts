@@ -12,6 +12,11 @@ import { podState } from './pod-ref.ts';
  */
 export const RUNNING_PODS = 'status.phase=Running';
 
+/** The pods a watch holds: Running pods of every node, or of one (the node-scoped watch). */
+export function runningPodsSelector(nodeName?: string): string {
+  return nodeName === undefined ? RUNNING_PODS : `${RUNNING_PODS},spec.nodeName=${nodeName}`;
+}
+
 const NO_ADDRESSES: readonly string[] = [];
 
 /**
@@ -46,7 +51,7 @@ export function createPodWatch(options: PodWatchOptions): ListWatch<PodState> {
     resource: 'pods',
     kubeConfig,
     path: '/api/v1/pods',
-    fieldSelector: nodeName === undefined ? RUNNING_PODS : `${RUNNING_PODS},spec.nodeName=${nodeName}`,
+    fieldSelector: runningPodsSelector(nodeName),
     list: podLister(kubeConfig),
     convert: (object) => apiPodState(object, labelKey),
   });

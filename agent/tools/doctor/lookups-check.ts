@@ -47,13 +47,16 @@ export function lookupFigures(text: string): LookupFigures | null {
 }
 
 /**
- * hit / (hit + miss + found + not_found): the asks the cache answered with pods, of those answered at all;
- * error, rate_limited and coalesced are asks not answered yet. null when none was answered.
+ * (hit + miss) / (hit + miss + found + not_found): of the asks answered at all, those the cache answered
+ * without a call to the API server, with pods (hit) or with a recent "no pod has it" (miss); error,
+ * rate_limited and coalesced are asks not answered yet. A pod found by a lookup is named from the pod index
+ * while its entry lasts, without asking again, so hits alone would undercount what the cache saves. null
+ * when none was answered.
  */
 export function hitRate(outcomes: Record<LookupOutcome, number>): number | null {
   const { hit, miss, found, not_found } = outcomes;
   const answered = hit + miss + found + not_found;
-  return answered === 0 ? null : hit / answered;
+  return answered === 0 ? null : (hit + miss) / answered;
 }
 
 /** The agent's metrics endpoint, as `run` serves it on METRICS_SERVER_PORT. */

@@ -13,7 +13,8 @@ import { type ListCall, listAll } from '../../kube/pages.ts';
 import { apiNodeAddresses } from '../../locator/node-watch.ts';
 import { PodDirectory } from '../../locator/pod-directory.ts';
 import type { PodState } from '../../locator/pod-index.ts';
-import { apiPodState, podLister, RUNNING_PODS } from '../../locator/pod-watch.ts';
+import { podIpSelector } from '../../locator/pod-lookup.ts';
+import { apiPodState, podLister, runningPodsSelector } from '../../locator/pod-watch.ts';
 import { describeError, timeoutOptions } from './requests.ts';
 import type { AddressCount, PodsReport, ResolvedAddress, WatchReport } from './types.ts';
 
@@ -52,7 +53,7 @@ async function lookUp(
   try {
     const { items } = await listAll(list, (object) => apiPodState(object, labelKey), {
       options: timeoutOptions(),
-      fieldSelector: `status.podIP=${ip}`,
+      fieldSelector: podIpSelector(ip),
     });
     for (const pod of items) directory.remote.upsert(pod);
     return null;
@@ -83,7 +84,7 @@ export async function checkPods(
     const pods = await listAll(list, (object) => apiPodState(object, labelKey), {
       options: timeoutOptions(),
       // The pod watch's own selector (createPodWatch), so that the count is what the agent holds.
-      fieldSelector: nodeScoped ? `${RUNNING_PODS},spec.nodeName=${watch.nodeName}` : RUNNING_PODS,
+      fieldSelector: runningPodsSelector(nodeScoped ? (watch.nodeName ?? undefined) : undefined),
     });
     directory.pods.replace(pods.items);
     report.running = directory.size;

@@ -324,7 +324,7 @@ function lookupsCheck(lookups: LookupsReport, watch: WatchReport): Check {
   return check(
     'lookups',
     'ok',
-    `cache hit rate ${percent(lookups.hitRate)} (${plural(outcomes.hit, 'hit')} of ${plural(answered, 'answered lookup')})`,
+    `cache hit rate ${percent(lookups.hitRate)} (${outcomes.hit + outcomes.miss} of ${plural(answered, 'answered lookup')} from the cache)`,
     null,
     details,
   );

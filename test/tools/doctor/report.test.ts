@@ -387,7 +387,7 @@ describe('POD_WATCH_SCOPE=node', () => {
     url: 'http://127.0.0.1:9090/metrics',
     error: null,
     outcomes: COUNTED,
-    hitRate: 0.3,
+    hitRate: 0.75,
     cacheEntries: 5,
   };
   const nodePods = (overrides: Partial<PodsReport> = {}) =>
@@ -450,7 +450,7 @@ describe('POD_WATCH_SCOPE=node', () => {
     expect(checkOf(report.checks, 'lookups')).toEqual({
       id: 'lookups',
       status: 'ok',
-      summary: 'cache hit rate 30.0% (6 hits of 20 answered lookups)',
+      summary: 'cache hit rate 75.0% (15 of 20 answered lookups from the cache)',
       advice: null,
       details: [
         'answered: hit 6, miss 9, found 4, not_found 1; not yet answered: error 2, rate_limited 0, coalesced 3; 5 addresses cached',
@@ -499,7 +499,7 @@ describe('POD_WATCH_SCOPE=node', () => {
       '                    10.4.2.250     2 drops  unresolved (looked up by address: no Running pod has it)',
       '                    10.4.3.7        1 drop  unresolved (lookup by address failed: no answer within 5 s)',
       expect.stringMatching(/^ {20}-> check these addresses/),
-      '[ok]   lookups      cache hit rate 30.0% (6 hits of 20 answered lookups)',
+      '[ok]   lookups      cache hit rate 75.0% (15 of 20 answered lookups from the cache)',
       '                    answered: hit 6, miss 9, found 4, not_found 1; not yet answered: error 2, rate_limited 0, coalesced 3; 5 addresses cached',
       '                    read from the running agent at http://127.0.0.1:9090/metrics, counted since it started',
     ]);
@@ -510,7 +510,7 @@ describe('POD_WATCH_SCOPE=node', () => {
     const json = JSON.parse(renderJson(report)) as DoctorReport;
     expect(json).toEqual(report);
     expect(json.watch).toEqual({ scope: 'node', nodeName: 'node-a' });
-    expect(json.lookups.hitRate).toBe(0.3);
+    expect(json.lookups.hitRate).toBe(0.75);
     expect(json.pods?.local).toBe(4);
   });
 });
