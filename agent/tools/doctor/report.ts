@@ -56,19 +56,39 @@ function windowText(source: SourceReport): string {
   return `the last ${plural(source.windowMinutes, 'minute')}`;
 }
 
+/** What reading /dev/kmsg needs on this node, by kernel.dmesg_restrict. */
+function kmsgAccess(dmesgRestrict: number | null): string {
+  if (dmesgRestrict === null) return 'kernel.dmesg_restrict unknown: reading may need CAP_SYSLOG';
+  return dmesgRestrict === 0
+    ? 'kernel.dmesg_restrict=0: reading needs no capability'
+    : `kernel.dmesg_restrict=${dmesgRestrict}: reading needs CAP_SYSLOG (privileged has it)`;
+}
+
+const UNREADABLE_ADVICE: Record<SourceReport['kind'], string> = {
+  journal:
+    "mount the host's journal read-only and set JOURNAL_DIRECTORY to it (/var/log/journal, or /run/log/journal when the journal is volatile)",
+  file: "set IPTABLES_LOG_PATH to the file the host's syslog writes kernel messages to, or use JOURNAL_DIRECTORY=/var/log/journal on systemd hosts",
+  kmsg: "mount the host's /dev/kmsg read-only and run the container privileged (manifests/kmsg-mode/): the container runtime lets no unprivileged container open it, and it needs CAP_SYSLOG where kernel.dmesg_restrict=1",
+};
+
 function sourceCheck(source: SourceReport): Check {
   if (!source.readable) {
-    const advice =
-      source.kind === 'journal'
-        ? "mount the host's journal read-only and set JOURNAL_DIRECTORY to it (/var/log/journal, or /run/log/journal when the journal is volatile)"
-        : "set IPTABLES_LOG_PATH to the file the host's syslog writes kernel messages to, or use JOURNAL_DIRECTORY=/var/log/journal on systemd hosts";
-    return check('source', 'fail', source.error ?? `cannot read ${source.path}`, advice);
+    const details = source.kmsg === null ? [] : [kmsgAccess(source.kmsg.dmesgRestrict)];
+    const summary = source.error ?? `cannot read ${source.path}`;
+    return check('source', 'fail', summary, UNREADABLE_ADVICE[source.kind], details);
   }
   if (source.kind === 'journal') {
     return check(
       'source',
       'ok',
       `journal ${source.path}: ${plural(source.journalFiles ?? 0, 'journal file')}`,
+    );
+  }
+  if (source.kmsg !== null) {
+    return check(
+      'source',
+      'ok',
+      `kernel ring buffer ${source.path}: ${plural(source.kmsg.records, 'record')}; ${kmsgAccess(source.kmsg.dmesgRestrict)}`,
     );
   }
   const read = `${source.bytesRead ?? 0} bytes read`;
@@ -79,17 +99,26 @@ function sourceCheck(source: SourceReport): Check {
   );
 }
 
+const WINDOW_UNITS: Record<SourceReport['kind'], [string, string]> = {
+  journal: ['kernel entry', 'kernel entries'],
+  file: ['line', 'lines'],
+  kmsg: ['kernel record', 'kernel records'],
+};
+
+const EMPTY_WINDOW_ADVICE: Record<SourceReport['kind'], string> = {
+  journal:
+    "check that JOURNAL_DIRECTORY holds this node's current journal and that the node's clock is right",
+  file: 'check that IPTABLES_LOG_PATH is the file kernel messages go to now, not a rotated copy, and that its timestamps are right',
+  kmsg: 'the kernel logged nothing lately, or its ring buffer is small enough to have wrapped since (dmesg shows what it holds)',
+};
+
 function windowCheck(source: SourceReport): Check {
-  const [one, many] = source.kind === 'journal' ? ['kernel entry', 'kernel entries'] : ['line', 'lines'];
+  const [one, many] = WINDOW_UNITS[source.kind];
   if (!source.readable) return check('window', 'skip', 'not checked: the source cannot be read');
   if (source.entries > 0) {
     return check('window', 'ok', `${plural(source.entries, one, many)} in ${windowText(source)}`);
   }
-  const advice =
-    source.kind === 'journal'
-      ? "check that JOURNAL_DIRECTORY holds this node's current journal and that the node's clock is right"
-      : 'check that IPTABLES_LOG_PATH is the file kernel messages go to now, not a rotated copy, and that its timestamps are right';
-  return check('window', 'warn', `no ${many} in ${windowText(source)}`, advice);
+  return check('window', 'warn', `no ${many} in ${windowText(source)}`, EMPTY_WINDOW_ADVICE[source.kind]);
 }
 
 function prefixCheck(source: SourceReport): Check {
@@ -417,8 +446,10 @@ const MARKS: Record<Status, string> = { ok: '[ok]  ', warn: '[warn]', fail: '[FA
 
 export function renderText(report: DoctorReport): string {
   const { source } = report;
-  const where =
-    source.kind === 'journal' ? `JOURNAL_DIRECTORY=${source.path}` : `IPTABLES_LOG_PATH=${source.path}`;
+  const variable = { journal: 'JOURNAL_DIRECTORY', file: 'IPTABLES_LOG_PATH', kmsg: 'KMSG_PATH' }[
+    source.kind
+  ];
+  const where = `${variable}=${source.path}`;
   const lines = [
     `kube-iptables-tailer doctor: ${where}, IPTABLES_LOG_PREFIX=${source.prefix}, ${windowText(source)}`,
   ];

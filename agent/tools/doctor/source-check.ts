@@ -3,8 +3,8 @@
  * PACKET_DROP_EXPIRATION_MINUTES say once put through the agent's own parser.
  */
 
-import { open } from 'node:fs/promises';
-import type { Config } from '../../config.ts';
+import { open, readFile as readText } from 'node:fs/promises';
+import type { Config, SourceSetting } from '../../config.ts';
 import { LineSplitter, linesOf } from '../../lines.ts';
 import { DateParts, TimeResolver } from '../../parser/dates.ts';
 import { HostSpan, headerAt } from '../../parser/header.ts';
@@ -13,9 +13,11 @@ import { createStampParser } from '../../parser/timestamp.ts';
 import { normalizePrefix } from '../../prefix-template.ts';
 import { readBackStart } from '../../sources/file.ts';
 import { journalFilePaths } from '../../sources/journal-files.ts';
+import { KmsgReader, monotonicBootTime, NOT_A_CHARACTER_DEVICE, openKmsgDevice } from '../../sources/kmsg.ts';
+import { kernelLogRecord, parseKmsgRecord } from '../../sources/kmsg-record.ts';
 import { readJournalOnce } from '../bulk/journal-read.ts';
 import { CensusTally, printable } from './census.ts';
-import type { LineCensus, SourceReport } from './types.ts';
+import type { KmsgReport, LineCensus, SourceReport } from './types.ts';
 
 function errorText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
@@ -23,6 +25,7 @@ function errorText(err: unknown): string {
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'ENOTDIR') return 'it is not a directory';
   if (code === 'EISDIR') return 'it is a directory';
+  if (code === NOT_A_CHARACTER_DEVICE) return 'it is not a character device';
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -37,6 +40,7 @@ interface ReadOutcome {
   journalFiles: number | null;
   bytesRead: number | null;
   truncated: boolean;
+  kmsg: KmsgReport | null;
 }
 
 /** The agent's parser for the configured prefix, with "now" fixed at the doctor's start. */
@@ -65,6 +69,7 @@ async function readJournal(directory: string, config: Config, window: Window): P
     journalFiles: files,
     bytesRead: null,
     truncated: false,
+    kmsg: null,
   });
   let files: { found: number; readable: number };
   try {
@@ -138,7 +143,7 @@ async function readFile(path: string, config: Config, window: Window): Promise<R
   };
   try {
     const { bytesRead, truncated } = await forEachFileLine(path, onLine);
-    return { census: tally.census(), error: null, journalFiles: null, bytesRead, truncated };
+    return { census: tally.census(), error: null, journalFiles: null, bytesRead, truncated, kmsg: null };
   } catch (err) {
     return {
       census: tally.census(),
@@ -146,21 +151,63 @@ async function readFile(path: string, config: Config, window: Window): Promise<R
       journalFiles: null,
       bytesRead: null,
       truncated: false,
+      kmsg: null,
     };
   }
 }
 
+const DMESG_RESTRICT = '/proc/sys/kernel/dmesg_restrict';
+
+/** kernel.dmesg_restrict, or null where it cannot be read. */
+async function dmesgRestrict(): Promise<number | null> {
+  const text = (await readText(DMESG_RESTRICT, 'utf8').catch(() => '')).trim();
+  return /^[0-9]+$/.test(text) ? Number(text) : null;
+}
+
+/**
+ * Reads the whole ring buffer, as the agent's first start does, and puts the kernel's own records of the
+ * window through the agent's parser; what processes wrote to the device is left out, as the agent leaves it.
+ */
+async function readKmsg(path: string, config: Config, window: Window): Promise<ReadOutcome> {
+  const tally = new CensusTally();
+  const kmsg: KmsgReport = { records: 0, dmesgRestrict: await dmesgRestrict() };
+  const outcome = (error: string | null): ReadOutcome => ({
+    census: tally.census(),
+    error: error === null ? null : printable(error),
+    journalFiles: null,
+    bytesRead: null,
+    truncated: false,
+    kmsg,
+  });
+  let reader: KmsgReader;
+  try {
+    reader = new KmsgReader(openKmsgDevice(path));
+  } catch (err) {
+    return outcome(`cannot open ${path}: ${errorText(err)}`);
+  }
+  const parse = parserFor(config, window);
+  const bootTime = monotonicBootTime();
+  try {
+    for (let text = reader.next(); text !== null; text = reader.next()) {
+      kmsg.records++;
+      const parsed = parseKmsgRecord(text);
+      const record = parsed.kind === 'record' ? kernelLogRecord(parsed.record, bootTime, '') : null;
+      if (record === null || (record.time ?? 0) < window.since) continue;
+      tally.add(parse(record), record.text, 0, record.text.length);
+    }
+  } catch (err) {
+    return outcome(`cannot read ${path}: ${errorText(err)}`);
+  } finally {
+    reader.close();
+  }
+  return outcome(null);
+}
+
 /** Reads the window of the configured source; never throws for a source that cannot be read. */
-export async function checkSource(
-  config: Config,
-  source: { kind: 'journal' | 'file'; path: string },
-  now: number,
-): Promise<SourceReport> {
+export async function checkSource(config: Config, source: SourceSetting, now: number): Promise<SourceReport> {
   const window: Window = { since: now - config.expirationMs, now };
-  const read =
-    source.kind === 'journal'
-      ? await readJournal(source.path, config, window)
-      : await readFile(source.path, config, window);
+  const readers = { journal: readJournal, file: readFile, kmsg: readKmsg };
+  const read = await readers[source.kind](source.path, config, window);
   return {
     kind: source.kind,
     path: source.path,
@@ -172,6 +219,7 @@ export async function checkSource(
     journalFiles: read.journalFiles,
     bytesRead: read.bytesRead,
     truncated: read.truncated,
+    kmsg: read.kmsg,
     ...read.census,
   };
 }

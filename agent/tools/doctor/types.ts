@@ -4,7 +4,7 @@
  * so printing it cannot forge terminal output.
  */
 
-import type { PodWatchScope } from '../../config.ts';
+import type { PodWatchScope, SourceSetting } from '../../config.ts';
 import type { LookupOutcome } from '../../locator/pod-lookup.ts';
 import type { InvalidReason } from '../../parser/parse.ts';
 
@@ -41,8 +41,16 @@ export interface LineCensus {
   addresses: AddressCount[];
 }
 
+/** Kmsg mode: what doctor found of the kernel's ring buffer. */
+export interface KmsgReport {
+  /** Records in the ring buffer, whatever their facility: all of them were read. */
+  records: number;
+  /** kernel.dmesg_restrict: 1 means reading /dev/kmsg needs CAP_SYSLOG; null where it cannot be read. */
+  dmesgRestrict: number | null;
+}
+
 export interface SourceReport extends LineCensus {
-  kind: 'journal' | 'file';
+  kind: SourceSetting['kind'];
   path: string;
   /** IPTABLES_LOG_PREFIX as the agent matches it. */
   prefix: string;
@@ -57,6 +65,7 @@ export interface SourceReport extends LineCensus {
   bytesRead: number | null;
   /** File mode: the file was larger than what doctor reads, so older lines were not looked at. */
   truncated: boolean;
+  kmsg: KmsgReport | null;
 }
 
 export type ApiFailure = 'not_configured' | 'unreachable' | 'unauthorized';

@@ -3,6 +3,7 @@
 // ServiceAccount whose token is the only credential doctor gets.
 
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -27,6 +28,7 @@ import {
   uniqueName,
 } from '../../support/cluster.ts';
 import { appendJournal, type JournalEntry, MACHINE_ID, tempDir } from '../../support/journal.ts';
+import { KernelNet } from '../../support/kernel-net.ts';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -217,6 +219,7 @@ describe('doctor on a healthy setup', () => {
       journalFiles: 1,
       bytesRead: null,
       truncated: false,
+      kmsg: null,
       entries: 5,
       prefixed: 4,
       drops: 4,
@@ -746,6 +749,59 @@ describe('doctor on a broken source', () => {
       summary: `cannot read ${join(dir, 'missing.log')}: it does not exist`,
       advice: expect.stringContaining('JOURNAL_DIRECTORY=/var/log/journal'),
     });
+  });
+});
+
+describe('doctor in KMSG_PATH mode', () => {
+  it("reads the real ring buffer: the kernel's drop lines count, a line a process wrote does not", async () => {
+    const net = KernelNet.start();
+    try {
+      for (const action of [['LOG', '--log-prefix', 'calico-packet: '], ['DROP']]) {
+        net.iptables('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '12865', '-j', ...action]);
+      }
+      // More often than any real flow here, so that it would lead the top addresses were it counted.
+      const forged = '10.213.0.77';
+      for (let n = 0; n < 30; n++) {
+        writeFileSync('/dev/kmsg', `${dropMessage('calico-packet: ', forged, net.server.ipv4, 40000 + n)}\n`);
+      }
+      // Several connection attempts at once: their SYNs and retries put the client among the top addresses.
+      await Promise.all([0, 1, 2, 3].map(() => net.tcp(net.server.ipv4, 12865)));
+      const report = await doctorJson({ KMSG_PATH: '/dev/kmsg', KUBECONFIG: agentKubeconfig });
+      const restrict = Number((await readFile('/proc/sys/kernel/dmesg_restrict', 'utf8')).trim());
+      expect(report.source).toMatchObject({
+        kind: 'kmsg',
+        readable: true,
+        kmsg: { dmesgRestrict: restrict },
+      });
+      expect(report.source.kmsg?.records).toBeGreaterThan(0);
+      expect(report.source.drops).toBeGreaterThan(0);
+      const addresses = report.source.addresses.map(({ ip }) => ip);
+      expect(addresses).toContain(net.client.ipv4);
+      expect(addresses).not.toContain(forged);
+      expect(checkOf(report, 'source').summary).toMatch(
+        /^kernel ring buffer \/dev\/kmsg: \d+ records; kernel\.dmesg_restrict=/,
+      );
+    } finally {
+      net.stop();
+    }
+  });
+
+  it('exits 1 when KMSG_PATH is not the device, saying how to mount it', async () => {
+    const dir = await tempDir('doctor-kmsg');
+    dirs.push(dir);
+    await writeFile(join(dir, 'kmsg'), 'not a device\n');
+    for (const [path, why] of [
+      [join(dir, 'kmsg'), 'it is not a character device'],
+      [join(dir, 'missing'), 'it does not exist'],
+    ] as const) {
+      const report = await doctorJson({ KMSG_PATH: path, KUBECONFIG: agentKubeconfig });
+      expect(report.code).toBe(1);
+      expect(checkOf(report, 'source')).toMatchObject({
+        status: 'fail',
+        summary: `cannot open ${path}: ${why}`,
+        advice: expect.stringContaining('manifests/kmsg-mode/'),
+      });
+    }
   });
 });
 

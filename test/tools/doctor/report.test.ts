@@ -32,6 +32,7 @@ function source(overrides: Partial<SourceReport> = {}): SourceReport {
     journalFiles: 2,
     bytesRead: null,
     truncated: false,
+    kmsg: null,
     entries: 120,
     prefixed: 7,
     drops: 7,
@@ -211,6 +212,37 @@ describe('buildReport', () => {
     expect(checkOf(report.checks, 'source').advice).toMatch(/JOURNAL_DIRECTORY/);
     for (const id of ['window', 'prefix', 'parse'] as const)
       expect(checkOf(report.checks, id).status).toBe('skip');
+  });
+
+  it('kmsg mode: counts the ring buffer, says what reading it needs, and how to mount it when it cannot', () => {
+    const kmsgSource = (overrides: Partial<SourceReport>) =>
+      source({ kind: 'kmsg', path: '/dev/kmsg', journalFiles: null, ...overrides });
+    const readable = reportOf({ source: kmsgSource({ kmsg: { records: 428, dmesgRestrict: 1 } }) });
+    expect(checkOf(readable.checks, 'source')).toMatchObject({
+      status: 'ok',
+      summary:
+        'kernel ring buffer /dev/kmsg: 428 records; kernel.dmesg_restrict=1: reading needs CAP_SYSLOG (privileged has it)',
+    });
+    expect(checkOf(readable.checks, 'window').summary).toBe('120 kernel records in the last 10 minutes');
+    expect(renderText(readable).split('\n')[0]).toMatch(
+      /^kube-iptables-tailer doctor: KMSG_PATH=\/dev\/kmsg, /,
+    );
+    const open = reportOf({ source: kmsgSource({ kmsg: { records: 3, dmesgRestrict: 0 } }) });
+    expect(checkOf(open.checks, 'source').summary).toContain(
+      'kernel.dmesg_restrict=0: reading needs no capability',
+    );
+    const refused = reportOf({
+      source: kmsgSource({
+        readable: false,
+        error: 'cannot open /dev/kmsg: permission denied',
+        kmsg: { records: 0, dmesgRestrict: 1 },
+      }),
+    });
+    expect(checkOf(refused.checks, 'source')).toMatchObject({
+      status: 'fail',
+      advice: expect.stringContaining('manifests/kmsg-mode/'),
+      details: ['kernel.dmesg_restrict=1: reading needs CAP_SYSLOG (privileged has it)'],
+    });
   });
 
   it('warns on parse failures, one line per reason with its example', () => {
