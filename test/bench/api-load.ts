@@ -66,7 +66,10 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const mib = (bytes: number): number => round(bytes / 2 ** 20, 1);
 const mean = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0) / values.length;
 
-/** The cluster's pods: pod i runs on node i % nodes, with an address of its own. */
+/**
+ * The cluster's pods: pod i runs on node floor(i / PODS_PER_NODE), with an address of its own, so that a
+ * cluster grown to a larger N keeps 30 pods on every node, the agents' included.
+ */
 interface Layout {
   pods: number;
   nodes: number;
@@ -77,6 +80,7 @@ const podIp = (i: number): string => `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i
 const nodeName = (n: number): string => `node-${n}`;
 const podName = (i: number): string => `pod-${i}`;
 const namespaceOf = (layout: Layout, i: number): string => layout.namespaces[i % layout.namespaces.length]!;
+const nodeOf = (i: number): number => Math.floor(i / PODS_PER_NODE);
 
 /** Grows the cluster to `layout.pods` Running pods over `layout.nodes` nodes, from `from` pods and `fromNodes` nodes. */
 async function grow(c: Cluster, layout: Layout, from: number, fromNodes: number): Promise<void> {
@@ -87,7 +91,7 @@ async function grow(c: Cluster, layout: Layout, from: number, fromNodes: number)
   await pool(layout.pods - from, IN_FLIGHT, async (k) => {
     const i = from + k;
     const namespace = namespaceOf(layout, i);
-    const node = i % layout.nodes;
+    const node = nodeOf(i);
     await createPod(c, {
       namespace,
       name: podName(i),
@@ -153,7 +157,7 @@ const scrape = (agents: readonly Agent[]): Promise<string[]> =>
 
 /** The pods an agent's index must hold: its node's, or every one. */
 const expectedIndexed = (layout: Layout, mode: Mode, node: number): number =>
-  mode === 'cluster' ? layout.pods : Math.floor((layout.pods - 1 - node) / layout.nodes) + 1;
+  mode === 'cluster' ? layout.pods : Math.min(PODS_PER_NODE, layout.pods - node * PODS_PER_NODE);
 
 async function controlPlaneCpu(plane: PrivateControlPlane): Promise<number> {
   let total = 0;
@@ -226,7 +230,8 @@ async function measureMode(
     await sleep(IDLE_MS);
     const idle = { rssMiB: await rssMiB(agents), heapAfterGcMiB: await heapAfterGcMiB(agents) };
 
-    // Churn: label changes on pods of every node, one after another in a small pool.
+    // Churn: label changes on pods of every node, in a small pool; values new to this run, as a patch that
+    // leaves a pod as it was makes no event.
     const eventsBefore = await settledWatchEvents(agents);
     const cpuBeforeChurn = await controlPlaneCpu(plane);
     await pool(CHURN, IN_FLIGHT, async (k) => {
@@ -234,7 +239,7 @@ async function measureMode(
       await c.core.patchNamespacedPod({
         name: podName(i),
         namespace: namespaceOf(layout, i),
-        body: [{ op: 'replace', path: '/metadata/labels/app', value: `churn-${k}` }],
+        body: [{ op: 'replace', path: '/metadata/labels/app', value: `churn-${layout.pods}-${mode}-${k}` }],
       });
     });
     const eventsAfter = await settledWatchEvents(agents);
@@ -253,10 +258,10 @@ async function measureMode(
     const listsBefore = agents.map((a) => podLists(a).length);
     const cpuBeforeStorm = await controlPlaneCpu(plane);
     const stormStart = performance.now();
-    const remote = Array.from({ length: layout.pods }, (_, i) => i).filter((i) => i % layout.nodes >= AGENTS);
+    const remote = Array.from({ length: layout.pods }, (_, i) => i).filter((i) => nodeOf(i) >= AGENTS);
     await Promise.all(
       agents.map((agent, k) => {
-        const local = podIp(agent.node);
+        const local = podIp(agent.node * PODS_PER_NODE);
         const lines = Array.from({ length: PEERS }, (_, p) => {
           const peer = podIp(remote[(k * PEERS + p) % remote.length]!);
           return {
