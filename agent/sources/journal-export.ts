@@ -19,6 +19,12 @@ export interface ExportEntry {
   hostname: string | null;
   /** _TRANSPORT; null when absent or given twice with different values. */
   transport: string | null;
+  /**
+   * SYSLOG_FACILITY; null when absent, NOT_A_FACILITY when not a decimal number or given twice with
+   * different values. journald takes a /dev/kmsg record's from its priority, and user space that writes to
+   * /dev/kmsg never gets the kernel's (0), though its entries carry _TRANSPORT=kernel too.
+   */
+  facility: number | null;
   /** MESSAGE as UTF-8; invalid sequences become U+FFFD. */
   message: string | null;
 }
@@ -69,12 +75,17 @@ const REALTIME = 1;
 const HOSTNAME = 2;
 const TRANSPORT = 3;
 const MESSAGE = 4;
+const FACILITY = 5;
+
+/** ExportEntry.facility of an entry whose SYSLOG_FACILITY says nothing trustworthy. */
+export const NOT_A_FACILITY = -1;
 
 const CURSOR_NAME = Buffer.from('__CURSOR');
 const REALTIME_NAME = Buffer.from('__REALTIME_TIMESTAMP');
 const HOSTNAME_NAME = Buffer.from('_HOSTNAME');
 const TRANSPORT_NAME = Buffer.from('_TRANSPORT');
 const MESSAGE_NAME = Buffer.from('MESSAGE');
+const FACILITY_NAME = Buffer.from('SYSLOG_FACILITY');
 const KERNEL = Buffer.from('kernel');
 
 /** Printable ASCII except `=`: anything else where a name should be means the stream is garbage. */
@@ -112,6 +123,8 @@ function fieldId(buf: Buffer, start: number, end: number): number {
       return equalBytes(buf, start, end, HOSTNAME_NAME) ? HOSTNAME : SKIPPED;
     case 10:
       return equalBytes(buf, start, end, TRANSPORT_NAME) ? TRANSPORT : SKIPPED;
+    case 15:
+      return equalBytes(buf, start, end, FACILITY_NAME) ? FACILITY : SKIPPED;
     case 20:
       return equalBytes(buf, start, end, REALTIME_NAME) ? REALTIME : SKIPPED;
     default:
@@ -135,7 +148,7 @@ function decimal(buf: Buffer, start: number, end: number): number | null {
 }
 
 function emptyEntry(): ExportEntry {
-  return { realtimeUs: null, hostname: null, transport: null, message: null };
+  return { realtimeUs: null, hostname: null, transport: null, facility: null, message: null };
 }
 
 export class ExportReader {
@@ -409,6 +422,11 @@ export class ExportReader {
         const transport = equalBytes(buf, start, end, KERNEL) ? 'kernel' : buf.toString('latin1', start, end);
         entry.transport = this.transportSeen && entry.transport !== transport ? null : transport;
         this.transportSeen = true;
+        break;
+      }
+      case FACILITY: {
+        const facility = decimal(buf, start, end) ?? NOT_A_FACILITY;
+        entry.facility = entry.facility !== null && entry.facility !== facility ? NOT_A_FACILITY : facility;
         break;
       }
       default:

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { LineSplitter, linesOf } from '../lines.ts';
 import type { LogRecord } from '../types.ts';
 import type { ExportEntry } from './journal-export.ts';
+import { KERNEL_FACILITY } from './kmsg-record.ts';
 
 export const DEFAULT_JOURNALCTL = 'journalctl';
 const KILL_TIMEOUT_MS = 5000;
@@ -15,7 +16,7 @@ const STDERR_LINES_LOGGED = 20;
 const STDERR_LINE_BYTES = 500;
 const STDERR_LINES_KEPT = 5;
 
-export type Rejection = 'untrusted_transport' | 'incomplete_entry';
+export type Rejection = 'untrusted_transport' | 'untrusted_facility' | 'incomplete_entry';
 
 export function journalctlArgs(
   directory: string,
@@ -27,6 +28,9 @@ export function journalctlArgs(
 
 function recordOf(entry: ExportEntry): LogRecord | Rejection {
   if (entry.transport !== 'kernel') return 'untrusted_transport';
+  // What a process wrote to /dev/kmsg reaches the journal through the kernel's transport too, with its own
+  // facility. An entry without the field (journald always writes it today) is judged by its transport.
+  if (entry.facility !== null && entry.facility !== KERNEL_FACILITY) return 'untrusted_facility';
   if (entry.message === null || entry.realtimeUs === null) return 'incomplete_entry';
   return { text: entry.message, time: Math.floor(entry.realtimeUs / 1000), host: entry.hostname };
 }

@@ -3,8 +3,11 @@
 // running in its own mount namespace, reads the lines from /dev/kmsg into a journal the agent process
 // follows (JOURNAL_DIRECTORY), and the same lines, written to a kern.log, go to an agent in file mode. Both
 // give exactly the expected Events in the real API server. An entry sent to journald's syslog socket with
-// the kernel's identifier is in the journal, yet gives no Event: only _TRANSPORT=kernel is trusted.
+// the kernel's identifier, and a line a process wrote to /dev/kmsg (which journald files under the kernel's
+// transport, with the writer's facility), are in the journal, yet give no Event: only _TRANSPORT=kernel with
+// the kernel's facility is trusted.
 
+import { writeFileSync } from 'node:fs';
 import { appendFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +29,11 @@ import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-pro
 const NODE = 'node-a';
 const TCP_PORT = 12865;
 const UDP_PORT = 5001;
-/** No real flow uses it: an Event on it could only come from the forged entry. */
+/** No real flow uses them: an Event on one could only come from a forged entry. */
 const FORGED_PORT = 31337;
+const FORGED_KMSG_PORT = 31338;
+/** The kernel's own entries: what a process writes to /dev/kmsg also has _TRANSPORT=kernel. */
+const KERNEL_ENTRIES = ['_TRANSPORT=kernel', 'SYSLOG_FACILITY=0'];
 const AGENT_ENV = {
   NODE_NAME: NODE,
   POD_IDENTIFIER: 'name',
@@ -62,6 +68,7 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
   let agent: AgentProcess | undefined;
   let kubeconfig: string;
   let forged: string;
+  let forgedKmsg: string;
 
   async function events(): Promise<EventJson[]> {
     const { items } = JSON.parse(
@@ -118,7 +125,7 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
   function journalServerLines(): string[] {
     const marker = `IN=${net!.server.device} `;
     return journald!
-      .entries('_TRANSPORT=kernel')
+      .entries(...KERNEL_ENTRIES)
       .map((entry) => entry.MESSAGE)
       .filter((message): message is string => typeof message === 'string' && message.includes(marker));
   }
@@ -170,6 +177,16 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
       5000,
       'the forged entry in the journal',
     );
+    // "kernel: " as a tag: journald takes it for the identifier, and keeps the rest, prefix first, as MESSAGE.
+    forgedKmsg = forged
+      .replace(`DPT=${FORGED_PORT}`, `DPT=${FORGED_KMSG_PORT}`)
+      .replace(`IN=${server.device}`, 'IN=forged0');
+    writeFileSync('/dev/kmsg', `<4>kernel: ${forgedKmsg}\n`);
+    await waitFor(
+      () => journald!.entries(`MESSAGE=${forgedKmsg}`).length > 0,
+      5000,
+      'the line written to /dev/kmsg in the journal',
+    );
     // TCP retries its SYN while the client waits: each TCP flow is logged more than once.
     await Promise.all([
       net.tcp(server.ipv4, TCP_PORT),
@@ -205,7 +222,7 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
         ),
       ).toBe(true);
     }
-    const items = await settledEvents(journald!.entries('_TRANSPORT=kernel').length);
+    const items = await settledEvents(journald!.entries(...KERNEL_ENTRIES).length);
     expect(items.map((e) => `${e.involvedObject.name}: ${e.message}`).sort()).toEqual(expected());
     // Repeats of one flow within the interval are suppressed: one drop counted per Event.
     expect(items.map((e) => e.count)).toEqual(items.map(() => 1));
@@ -215,6 +232,20 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
       ['kernel', forged],
     ]);
     expect(journald!.entries(`MESSAGE=${forged}`).map((e) => e._TRANSPORT)).toEqual(['syslog']);
+    // The line written to /dev/kmsg looks like the kernel's in all but its facility.
+    expect(items.filter((e) => e.message.includes(String(FORGED_KMSG_PORT)))).toEqual([]);
+    expect(
+      journald!
+        .entries(`MESSAGE=${forgedKmsg}`)
+        .map((e) => [e._TRANSPORT, e.SYSLOG_IDENTIFIER, e.SYSLOG_FACILITY]),
+    ).toEqual([['kernel', 'kernel', '1']]);
+    expect(
+      metricValue(
+        await agent!.metrics(),
+        'kube_iptables_tailer_source_errors_total',
+        'reason="untrusted_facility"',
+      ),
+    ).toBe(1);
   });
 
   it('file mode: the same kernel lines in kern.log give the same Events', async () => {

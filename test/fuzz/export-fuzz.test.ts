@@ -84,8 +84,14 @@ const SENTINELS = Buffer.concat([
   }),
 ]);
 const SENTINEL_ENTRIES: ExportEntry[] = [
-  { realtimeUs: 1, hostname: 'node-s', transport: 'kernel', message: `${PREFIX}: sentinel one` },
-  { realtimeUs: 2, hostname: 'node-s', transport: 'kernel', message: `${PREFIX}: sentinel\ntwo \ufffd` },
+  { realtimeUs: 1, hostname: 'node-s', transport: 'kernel', facility: 0, message: `${PREFIX}: sentinel one` },
+  {
+    realtimeUs: 2,
+    hostname: 'node-s',
+    transport: 'kernel',
+    facility: 0,
+    message: `${PREFIX}: sentinel\ntwo \ufffd`,
+  },
 ];
 
 function fail(problem: string, stream: Buffer): never {
@@ -177,7 +183,8 @@ function throughParser(entries: readonly ExportEntry[], parse: Parse, stats: Sta
 
 /**
  * The intact stream: exactly the generated entries, no error, and only the kernel's entries as records.
- * Forged ones (SYSLOG_IDENTIFIER=kernel from another transport) carry drop lines too, and must not pass.
+ * Forged ones (SYSLOG_IDENTIFIER=kernel from another transport, or the kernel's transport with a user-space
+ * facility, as what a process writes to /dev/kmsg) carry drop lines too, and must not pass.
  */
 function checkIntact(generated: GeneratedStream, parse: Parse, stats: Stats): void {
   const intact = readToEnd([generated.bytes]);
@@ -187,10 +194,11 @@ function checkIntact(generated: GeneratedStream, parse: Parse, stats: Stats): vo
   }
   expect(intact.cursor).toBe(generated.entries.at(-1)!.cursor);
   const records = toRecords(intact.entries, () => {});
-  const kernel = generated.entries.filter((entry) => entry.expected.transport === 'kernel');
+  const isKernel = (entry: ExportEntry) => entry.transport === 'kernel' && entry.facility === 0;
+  const kernel = generated.entries.filter((entry) => isKernel(entry.expected));
   expect(records.map((record) => record.text)).toEqual(kernel.map((entry) => entry.expected.message));
   for (const { expected } of generated.entries) {
-    if (expected.transport === 'kernel' || expected.message === null) continue;
+    if (isKernel(expected) || expected.message === null) continue;
     if (parse({ text: expected.message, time: NOW, host: null }).kind === 'drop') stats.forgedDrops++;
   }
 }
@@ -265,6 +273,7 @@ describe('journal export reader fuzz', () => {
     // The damage must reach every error and every outcome, or the properties above would hold vacuously.
     for (const error of EXPORT_ERRORS) expect(stats.errors.get(error), error).toBeGreaterThan(0);
     expect(stats.rejections.get('untrusted_transport')).toBeGreaterThan(0);
+    expect(stats.rejections.get('untrusted_facility')).toBeGreaterThan(0);
     expect(stats.forgedDrops).toBeGreaterThan(0);
     expect(stats.recoveredFromErrors).toBeGreaterThan(STREAMS / 10);
     for (const kind of ['drop', 'skip', 'invalid'] as const) expect(stats.results[kind]).toBeGreaterThan(0);

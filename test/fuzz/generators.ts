@@ -373,18 +373,29 @@ export function journalEntry(rng: Random, n: number): GeneratedEntry {
       ])
     : text;
   const transport = rng.chance(0.8) ? 'kernel' : rng.pick(['syslog', 'stdout', 'journal']);
+  // Sometimes what a process wrote to /dev/kmsg: the kernel's transport, a user-space facility.
+  const facility = rng.chance(0.9) ? 0 : rng.pick([1, 3, 23]);
   const hostname = rng.chance(0.9) ? 'node-a' : rng.pick(['evil\nhost', 'node b', 'x'.repeat(300)]);
   const realtimeUs = T0_US + n;
   const cursor = `s=${rng.hex(32)};i=${n.toString(16)};b=${rng.hex(32)};m=${rng.hex(6)};t=${realtimeUs.toString(16)};x=${rng.hex(16)}`;
   const fields: Record<string, string | Buffer> = { __CURSOR: cursor };
   if (rng.chance(0.3)) fields.BINARY_BLOB = rng.bytes(rng.int(0, 40));
-  const entry: JournalEntry = { message, transport, hostname, realtimeUs, identifier: 'kernel', fields };
+  const entry: JournalEntry = {
+    message,
+    transport,
+    hostname,
+    realtimeUs,
+    identifier: 'kernel',
+    facility,
+    fields,
+  };
   return {
     bytes: exportEntry(entry),
     expected: {
       realtimeUs,
       hostname,
       transport,
+      facility,
       message: typeof message === 'string' ? message : message.toString('utf8'),
     },
     cursor,

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { canonicalIp } from '../../agent/net.ts';
 import { INVALID_REASONS, type ParseResult } from '../../agent/parser/parse.ts';
-import { type ExportEntry, MAX_FIELD_BYTES } from '../../agent/sources/journal-export.ts';
+import { type ExportEntry, MAX_FIELD_BYTES, NOT_A_FACILITY } from '../../agent/sources/journal-export.ts';
 import type { Direction, PacketDrop } from '../../agent/types.ts';
 
 const SAFE_NAME = /^[A-Za-z0-9_.@+-]{0,15}$/;
@@ -99,10 +99,17 @@ export function messageViolation(
 const isText = (value: unknown, max: number): boolean =>
   value === null || (typeof value === 'string' && value.length <= max);
 
-/** An entry as ExportReader promises it: the four fields, each null or a bounded value of its type. */
+/** An entry as ExportReader promises it: the five fields, each null or a bounded value of its type. */
 export function entryViolation(entry: ExportEntry): string | null {
   const rules: [string, boolean][] = [
-    ['exactly the four fields', Object.keys(entry).sort().join() === 'hostname,message,realtimeUs,transport'],
+    [
+      'exactly the five fields',
+      Object.keys(entry).sort().join() === 'facility,hostname,message,realtimeUs,transport',
+    ],
+    [
+      'facility is a whole number, or NOT_A_FACILITY',
+      entry.facility === null || (Number.isSafeInteger(entry.facility) && entry.facility >= NOT_A_FACILITY),
+    ],
     [
       'realtime is a whole number of microseconds',
       entry.realtimeUs === null || (Number.isSafeInteger(entry.realtimeUs) && entry.realtimeUs >= 0),

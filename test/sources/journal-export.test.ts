@@ -9,6 +9,7 @@ import {
   ExportReader,
   MAX_ENTRY_BYTES,
   MAX_FIELD_BYTES,
+  NOT_A_FACILITY,
 } from '../../agent/sources/journal-export.ts';
 import { appendJournal, calicoMessage, exportField, tempDir } from '../support/journal.ts';
 
@@ -87,6 +88,7 @@ describe('ExportReader on journalctl output of a real journal', () => {
       realtimeUs: T0,
       hostname: 'gke-node-9s00',
       transport: 'kernel',
+      facility: 0,
       message: calicoMessage(1),
     });
     expect(entries[2]).toMatchObject({ transport: 'syslog', message: 'forged', realtimeUs: T0 + 2 });
@@ -237,7 +239,18 @@ describe('ExportReader on malformed streams', () => {
   it('keeps a binary form of a text field and ignores a non-numeric timestamp', () => {
     const stream = entry(exportField('_HOSTNAME', 'host\nname'), text('__REALTIME_TIMESTAMP=12x\n'));
     expect(readEverySplit(stream).entries).toEqual([
-      { realtimeUs: null, hostname: 'host\nname', transport: null, message: null },
+      { realtimeUs: null, hostname: 'host\nname', transport: null, facility: null, message: null },
     ]);
+  });
+
+  it("reads the entry's facility; one it cannot tell, or two different, is NOT_A_FACILITY", () => {
+    const facilityOf = (...fields: string[]) =>
+      read([entry(text(`_TRANSPORT=kernel\nMESSAGE=x\n${fields.join('')}`))]).entries[0]!.facility;
+    expect(facilityOf()).toBeNull();
+    expect(facilityOf('SYSLOG_FACILITY=0\n')).toBe(0);
+    expect(facilityOf('SYSLOG_FACILITY=1\n')).toBe(1);
+    expect(facilityOf('SYSLOG_FACILITY=kern\n')).toBe(NOT_A_FACILITY);
+    expect(facilityOf('SYSLOG_FACILITY=0\n', 'SYSLOG_FACILITY=0\n')).toBe(0);
+    expect(facilityOf('SYSLOG_FACILITY=0\n', 'SYSLOG_FACILITY=1\n')).toBe(NOT_A_FACILITY);
   });
 });

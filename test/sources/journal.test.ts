@@ -155,6 +155,8 @@ describe('readJournalOnce', () => {
     { message: calicoMessage(101), transport: 'syslog', identifier: 'kernel' },
     { message: calicoMessage(102), transport: 'stdout', identifier: 'kernel' },
     { message: calicoMessage(103), transport: 'journal', identifier: 'kernel' },
+    // What a process wrote to /dev/kmsg: journald gives it the kernel's transport, with its own facility.
+    { message: calicoMessage(104), transport: 'kernel', facility: 1 },
   ];
 
   it('reads kernel entries of journal files directly in the directory', async () => {
@@ -531,12 +533,14 @@ describe('JournalSource', () => {
   it('gives the parser no entry forged with SYSLOG_IDENTIFIER=kernel, so no drop from one', async () => {
     const dir = await newDir();
     const t = nowUs();
-    // Same drop lines as the kernel's, but sent by a local process (syslog(3), stdout, sd_journal_send).
-    const forged = ['syslog', 'stdout', 'journal'].map(
+    // Same drop lines as the kernel's, but sent by a local process (syslog(3), stdout, sd_journal_send, and
+    // a write to /dev/kmsg, which journald files under the kernel's transport with the writer's facility).
+    const forged = (['syslog', 'stdout', 'journal', 'kernel'] as const).map(
       (transport, i): JournalEntry => ({
         message: calicoMessage(101 + i),
         transport,
         identifier: 'kernel',
+        facility: transport === 'kernel' ? 1 : 0,
         realtimeUs: t + 10 + i,
       }),
     );
@@ -554,11 +558,13 @@ describe('JournalSource', () => {
       .map(parse)
       .flatMap((result) => (result.kind === 'drop' ? [result.drop] : []));
     expect(drops.map((drop) => drop.src)).toEqual(['10.4.0.1', '10.4.0.2']);
-    // The forged lines are drops in themselves: only their transport keeps them out.
+    // The forged lines are drops in themselves: only their transport or facility keeps them out.
     const asKernel = forged.map((entry) =>
       parse({ text: String(entry.message), time: Date.now(), host: null }),
     );
-    expect(asKernel.map((result) => result.kind)).toEqual(['drop', 'drop', 'drop']);
+    expect(asKernel.map((result) => result.kind)).toEqual(['drop', 'drop', 'drop', 'drop']);
+    const { values } = await following.metrics.sourceErrors.get();
+    expect(values.find((v) => v.labels.reason === 'untrusted_facility')?.value).toBe(1);
   });
 
   it('restarts journalctl killed from outside, after the last entry handled', async () => {

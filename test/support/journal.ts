@@ -21,6 +21,11 @@ export interface JournalEntry {
   realtimeUs?: number;
   /** Defaults to kernel, as journald sets it for kernel messages (and anyone can forge it). */
   identifier?: string;
+  /**
+   * SYSLOG_FACILITY; defaults to 0, the kernel's. journald takes a /dev/kmsg record's from its priority:
+   * what a process wrote to /dev/kmsg has _TRANSPORT=kernel and facility 1 (user) or another, never 0.
+   */
+  facility?: number;
   /** Extra fields, written after the usual ones. */
   fields?: Readonly<Record<string, string | Buffer>>;
 }
@@ -45,7 +50,7 @@ export function exportEntry(entry: JournalEntry): Buffer {
     ['_HOSTNAME', entry.hostname ?? 'node-a'],
     ['SYSLOG_IDENTIFIER', entry.identifier ?? 'kernel'],
     ['PRIORITY', '4'],
-    ['SYSLOG_FACILITY', '0'],
+    ['SYSLOG_FACILITY', String(entry.facility ?? 0)],
     ['MESSAGE', entry.message],
     ...Object.entries(entry.fields ?? {}),
   ];

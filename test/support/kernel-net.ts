@@ -162,7 +162,8 @@ export class KernelNet {
   serverLines(): string[] {
     // No blank before IN= when the kernel cut the prefix into it.
     const marker = `IN=${this.server.device} `;
-    return run('dmesg', ['--notime'])
+    // --kernel: the kernel's own facility only, not what a process wrote to /dev/kmsg.
+    return run('dmesg', ['--kernel', '--notime'])
       .split('\n')
       .filter((line) => line.includes(marker));
   }
