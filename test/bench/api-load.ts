@@ -19,8 +19,9 @@
  * Bytes are as the API server sent them: it compresses answers over 128 KiB for clients that accept gzip,
  * as client-node does, so a small list can cost more bytes than a large one.
  *
- * Then one line of floors measured the same way: a bare Node process, and one that has only imported
- * @kubernetes/client-node, both with the DaemonSet's NODE_OPTIONS.
+ * Then one line of floors measured the same way: a bare Node process, one that has only imported
+ * @kubernetes/client-node, and one that has imported every runtime dependency, all with the DaemonSet's
+ * NODE_OPTIONS: what an idle agent holds above the last is the agent's own.
  *
  *   node test/bench/api-load.ts [N ...]       (default: 1000 20000)
  */
@@ -377,6 +378,11 @@ try {
       bench: 'api-load-floors',
       bareNodeRssMiB: mib(await floorRss('')),
       clientNodeRssMiB: mib(await floorRss("await import('@kubernetes/client-node')")),
+      allDependenciesRssMiB: mib(
+        await floorRss(
+          "await Promise.all(['@kubernetes/client-node', 'lru-cache', 'pino', 'prom-client'].map((name) => import(name)))",
+        ),
+      ),
     })}\n`,
   );
 } finally {
