@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { JOURNAL_REMOTE } from '../support/journal.ts';
+import { JOURNALD } from '../support/journald.ts';
 
 export interface Prerequisite {
   /** A command looked up on PATH, or an absolute path. */
@@ -26,6 +27,12 @@ export const PREREQUISITES: readonly Prerequisite[] = [
   { program: 'nft', debianPackage: 'nftables' },
   { program: 'ping', debianPackage: 'iputils-ping' },
   { program: 'dmesg', debianPackage: 'util-linux' },
+  // A real journald in a mount namespace of its own (test/support/journald.ts), and forged entries for it.
+  { program: JOURNALD, debianPackage: 'systemd' },
+  { program: 'unshare', debianPackage: 'util-linux' },
+  { program: 'nsenter', debianPackage: 'util-linux' },
+  { program: 'setpriv', debianPackage: 'util-linux' },
+  { program: 'logger', debianPackage: 'bsdutils' },
 ];
 
 export interface Machine {
