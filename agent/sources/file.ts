@@ -46,7 +46,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 import { type CheckpointDirectory, ThrottledCheckpoint } from './checkpoint.ts';
-import { type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
+import { handOver, type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -497,17 +497,9 @@ export class FileSource implements LogSource {
 
   /** Hands the lines over and waits for the handler; the checkpoint moves past them once they settle. */
   private async deliver(lines: readonly string[], file: FollowedFile): Promise<void> {
-    let settled: Promise<void> | undefined;
-    if (lines.length > 0) {
-      this.metrics.linesRead.inc(lines.length);
-      try {
-        settled = (await this.handle(lines.map(toRecord)))?.settled;
-      } catch (err) {
-        // One bad batch must not stop the agent reading; it is skipped like any handled batch.
-        this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
-        this.log.error({ err }, 'handling log file records failed');
-      }
-    }
+    const { metrics, log } = this;
+    const settled = (await handOver(lines.map(toRecord), this.handle, { metrics, log, input: 'log file' }))
+      ?.settled;
     await this.savePosition(file, settled);
   }
 

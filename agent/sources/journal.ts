@@ -36,7 +36,7 @@ import {
   startJournalctl,
   toRecords,
 } from './journalctl.ts';
-import { type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
+import { handOver, type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'journal.cursor.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -333,19 +333,8 @@ export class JournalSource implements LogSource {
     this.taken += entries.length;
     this.lastRealtimeUs =
       entries.findLast((entry) => entry.realtimeUs !== null)?.realtimeUs ?? this.lastRealtimeUs;
-    let settled: Promise<void> | undefined;
-    if (records.length > 0) {
-      this.metrics.linesRead.inc(records.length);
-      const newest = records[records.length - 1]!.time!;
-      this.metrics.sourceLagSeconds.set(Math.max(0, (this.now() - newest) / 1000));
-      try {
-        settled = (await handle(records))?.settled;
-      } catch (err) {
-        // One bad batch must not stop the agent reading; it is skipped like any handled batch.
-        this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
-        this.log.error({ err }, 'handling journal records failed');
-      }
-    }
+    const { metrics, log, now } = this;
+    const settled = (await handOver(records, handle, { metrics, log, now, input: 'journal' }))?.settled;
     if (cursor !== null) {
       // A restarted journalctl goes on after what was read; only the saved checkpoint waits for settling.
       this.cursor = cursor;

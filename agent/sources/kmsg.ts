@@ -37,7 +37,7 @@ import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 import { type CheckpointDirectory, ThrottledCheckpoint } from './checkpoint.ts';
 import { kernelLogRecord, kmsgSequence, parseKmsgRecord } from './kmsg-record.ts';
-import { type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
+import { handOver, type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
 
 const CHECKPOINT_FILE = 'kmsg.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -376,19 +376,9 @@ export class KmsgSource implements LogSource {
 
   /** Hands the records over and waits for the handler; the checkpoint moves past them once they settle. */
   private async deliver(records: readonly LogRecord[], handle: RecordHandler): Promise<void> {
-    let settled: Promise<void> | undefined;
-    if (records.length > 0) {
-      this.metrics.linesRead.inc(records.length);
-      const newest = records[records.length - 1]!.time!;
-      this.metrics.sourceLagSeconds.set(Math.max(0, (this.now() - newest) / 1000));
-      try {
-        settled = (await handle(records))?.settled;
-      } catch (err) {
-        // One bad batch must not stop the agent reading; it is skipped like any handled batch.
-        this.metrics.sourceErrors.inc({ reason: 'handler_failed' });
-        this.log.error({ err }, 'handling kernel records failed');
-      }
-    }
+    const { metrics, log, now } = this;
+    const settled = (await handOver(records, handle, { metrics, log, now, input: 'kernel ring buffer' }))
+      ?.settled;
     if (this.last !== null) this.checkpoint.update({ bootId: this.bootId, sequence: this.last }, settled);
   }
 

@@ -1,3 +1,5 @@
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import type { LogRecord } from '../types.ts';
 
 /**
@@ -45,4 +47,38 @@ export interface LogSource {
    */
   problem(): string | null;
   progress(): Promise<SourceProgress>;
+}
+
+/** What handOver needs of its source. */
+export interface HandOverParts {
+  metrics: Metrics;
+  log: Logger;
+  /** The source's input, for the log line of a batch the handler failed: "journal", "log file", ... */
+  input: string;
+  /** Epoch ms; present when the records carry their time, to set the source's lag by the newest. */
+  now?: () => number;
+}
+
+/**
+ * Hands a batch to the handler, counted as read, and resolves once the handler has taken it, to what the
+ * handler said of it (nothing: settled at once). A handler that throws costs that batch, counted and logged,
+ * never the source: it reads on.
+ */
+export async function handOver(
+  records: readonly LogRecord[],
+  handle: RecordHandler,
+  { metrics, log, input, now }: HandOverParts,
+): Promise<HandledBatch | undefined> {
+  if (records.length === 0) return undefined;
+  metrics.linesRead.inc(records.length);
+  const newest = records[records.length - 1]!.time;
+  if (now !== undefined && newest !== null)
+    metrics.sourceLagSeconds.set(Math.max(0, (now() - newest) / 1000));
+  try {
+    return (await handle(records)) ?? undefined;
+  } catch (err) {
+    metrics.sourceErrors.inc({ reason: 'handler_failed' });
+    log.error({ err }, `handling ${input} records failed`);
+    return undefined;
+  }
 }

@@ -12,19 +12,11 @@ import { appendFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  type Cluster,
-  connect,
-  createNamespace,
-  createPod,
-  kubectl,
-  setPodRunning,
-  shippedAgentToken,
-  tokenKubeconfig,
-} from '../support/cluster.ts';
+import { type Cluster, connect, kubectl, shippedAgentToken, tokenKubeconfig } from '../support/cluster.ts';
 import { Journald } from '../support/journald.ts';
 import { KernelNet } from '../support/kernel-net.ts';
 import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
+import { eventLines, type KernelEvent, kernelPods, namespaceEvents } from './kernel-scenario.ts';
 
 const NODE = 'node-a';
 const TCP_PORT = 12865;
@@ -41,7 +33,6 @@ const AGENT_ENV = {
   // Six Events per pod, and room for an unexpected one: none waits 10 s for the pod's bucket to refill.
   EVENT_BURST_PER_POD: '10',
 };
-const LOG = ['-j', 'LOG', '--log-prefix', 'calico-packet: ', '--log-level', '5'];
 
 /** An address as the kernel's LOG line prints it: IPv6 in full, every group four digits (%pI6). */
 function logged(ip: string): string {
@@ -54,12 +45,6 @@ function logged(ip: string): string {
     .join(':');
 }
 
-interface EventJson {
-  involvedObject: { name: string };
-  message: string;
-  count: number;
-}
-
 describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), and its lines in kern.log', () => {
   let cluster: Cluster;
   let net: KernelNet | undefined;
@@ -70,20 +55,13 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
   let forged: string;
   let forgedKmsg: string;
 
-  async function events(): Promise<EventJson[]> {
-    const { items } = JSON.parse(
-      await kubectl(cluster, ['get', 'events', '-n', namespace, '-o', 'json']),
-    ) as {
-      items: EventJson[];
-    };
-    return items;
-  }
+  const events = (): Promise<KernelEvent[]> => namespaceEvents(cluster, namespace);
 
   /**
    * The Events, once the agent has read `lines` lines or more and has no Event left to write: an Event the
    * agent should not write would be there by then.
    */
-  async function settledEvents(lines: number): Promise<EventJson[]> {
+  async function settledEvents(lines: number): Promise<KernelEvent[]> {
     return waitFor(
       async () => {
         const metrics = await agent!.metrics();
@@ -134,21 +112,12 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
     cluster = connect(inject('kubeconfig'));
     net = KernelNet.start();
     journald = await Journald.start();
-    namespace = await createNamespace(cluster);
-    for (const [name, side] of [
-      ['client', net.client],
-      ['server', net.server],
-    ] as const) {
-      await createPod(cluster, { namespace, name, nodeName: NODE });
-      await setPodRunning(cluster, namespace, name, { podIPs: [side.ipv4, side.ipv6], hostIP: '10.128.0.2' });
-    }
+    namespace = await kernelPods(cluster, net, NODE);
     // As Calico renders a Log rule then a Deny, each flow through one rule kind and every kind used.
-    for (const action of [LOG, ['-j', 'DROP']]) {
-      net.iptables('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', String(TCP_PORT), ...action]);
-      net.iptables('iptables', ['-A', 'INPUT', '-p', 'icmp', '--icmp-type', 'echo-request', ...action]);
-      net.iptables('ip6tables', ['-A', 'INPUT', '-p', 'tcp', '--dport', String(TCP_PORT), ...action]);
-      net.iptables('ip6tables', ['-A', 'INPUT', '-p', 'udp', '--dport', String(UDP_PORT), ...action]);
-    }
+    net.logAndDrop('iptables', ['-p', 'tcp', '--dport', String(TCP_PORT)]);
+    net.logAndDrop('iptables', ['-p', 'icmp', '--icmp-type', 'echo-request']);
+    net.logAndDrop('ip6tables', ['-p', 'tcp', '--dport', String(TCP_PORT)]);
+    net.logAndDrop('ip6tables', ['-p', 'udp', '--dport', String(UDP_PORT)]);
     // The iptables rules above are nftables chains too (iptables-nft): the families keep the flows apart.
     net.nft(
       [
@@ -223,7 +192,7 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
       ).toBe(true);
     }
     const items = await settledEvents(journald!.entries(...KERNEL_ENTRIES).length);
-    expect(items.map((e) => `${e.involvedObject.name}: ${e.message}`).sort()).toEqual(expected());
+    expect(eventLines(items)).toEqual(expected());
     // Repeats of one flow within the interval are suppressed: one drop counted per Event.
     expect(items.map((e) => e.count)).toEqual(items.map(() => 1));
     expect(items.filter((e) => e.message.includes(String(FORGED_PORT)))).toEqual([]);
@@ -268,7 +237,7 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
     const stamp = new Date().toISOString();
     await appendFile(log, lines.map((line) => `${stamp} ${NODE} kernel: ${line}\n`).join(''));
     const items = await settledEvents(lines.length);
-    expect(items.map((e) => `${e.involvedObject.name}: ${e.message}`).sort()).toEqual(expected());
+    expect(eventLines(items)).toEqual(expected());
     expect(items.map((e) => e.count)).toEqual(items.map(() => 1));
     const metrics = await agent!.metrics();
     expect(metricValue(metrics, 'kube_iptables_tailer_lines_read_total')).toBe(lines.length);

@@ -9,28 +9,14 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  type Cluster,
-  connect,
-  createNamespace,
-  createPod,
-  kubectl,
-  setPodRunning,
-  shippedAgentToken,
-  tokenKubeconfig,
-} from '../support/cluster.ts';
+import { type Cluster, connect, shippedAgentToken, tokenKubeconfig } from '../support/cluster.ts';
 import { KernelNet } from '../support/kernel-net.ts';
 import { kmsgCheckpointAtNewest } from '../support/kmsg.ts';
 import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
+import { eventLines, kernelPods, namespaceEvents } from './kernel-scenario.ts';
 
 const NODE = 'node-a';
 const FORGED_PORT = 31337;
-
-interface EventJson {
-  involvedObject: { name: string };
-  message: string;
-  count: number;
-}
 
 describe('the real kernel through /dev/kmsg (KMSG_PATH)', () => {
   let cluster: Cluster;
@@ -41,18 +27,9 @@ describe('the real kernel through /dev/kmsg (KMSG_PATH)', () => {
   beforeAll(async () => {
     cluster = connect(inject('kubeconfig'));
     net = KernelNet.start();
-    namespace = await createNamespace(cluster);
-    for (const [name, side] of [
-      ['client', net.client],
-      ['server', net.server],
-    ] as const) {
-      await createPod(cluster, { namespace, name, nodeName: NODE });
-      await setPodRunning(cluster, namespace, name, { podIPs: [side.ipv4, side.ipv6], hostIP: '10.128.0.2' });
-    }
+    namespace = await kernelPods(cluster, net, NODE);
     // As Calico renders a Log rule then a Deny.
-    for (const action of [['LOG', '--log-prefix', 'calico-packet: ', '--log-level', '5'], ['DROP']]) {
-      net.iptables('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '12865', '-j', ...action]);
-    }
+    net.logAndDrop('iptables', ['-p', 'tcp', '--dport', '12865']);
     net.nft(
       [
         'table ip6 kit {',
@@ -96,17 +73,13 @@ describe('the real kernel through /dev/kmsg (KMSG_PATH)', () => {
     ].sort();
     const events = await waitFor(
       async () => {
-        const { items } = JSON.parse(
-          await kubectl(cluster, ['get', 'events', '-n', namespace, '-o', 'json']),
-        ) as {
-          items: EventJson[];
-        };
+        const items = await namespaceEvents(cluster, namespace);
         return items.length >= expected.length ? items : null;
       },
       15_000,
       'four Events',
     );
-    expect(events.map((e) => `${e.involvedObject.name}: ${e.message}`).sort()).toEqual(expected);
+    expect(eventLines(events)).toEqual(expected);
     // TCP retries its SYN while the client waits: repeats within the interval are suppressed.
     expect(events.map((e) => e.count)).toEqual(expected.map(() => 1));
     const metrics = await agent!.metrics();

@@ -7,26 +7,12 @@ import { appendFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  type Cluster,
-  connect,
-  createNamespace,
-  createPod,
-  kubectl,
-  setPodRunning,
-  shippedAgentToken,
-  tokenKubeconfig,
-} from '../support/cluster.ts';
+import { type Cluster, connect, shippedAgentToken, tokenKubeconfig } from '../support/cluster.ts';
 import { KernelNet } from '../support/kernel-net.ts';
 import { type AgentProcess, startAgent, waitFor } from './agent-process.ts';
+import { eventLines, kernelPods, namespaceEvents } from './kernel-scenario.ts';
 
 const NODE = 'node-a';
-
-interface EventJson {
-  involvedObject: { name: string };
-  message: string;
-  count: number;
-}
 
 describe('the real kernel: Events name the policy its LOG prefix names', () => {
   let cluster: Cluster;
@@ -38,47 +24,12 @@ describe('the real kernel: Events name the policy its LOG prefix names', () => {
   beforeAll(async () => {
     cluster = connect(inject('kubeconfig'));
     net = KernelNet.start();
-    namespace = await createNamespace(cluster);
-    for (const [name, side] of [
-      ['client', net.client],
-      ['server', net.server],
-    ] as const) {
-      await createPod(cluster, { namespace, name, nodeName: NODE });
-      await setPodRunning(cluster, namespace, name, { podIPs: [side.ipv4, side.ipv6], hostIP: '10.128.0.2' });
-    }
+    namespace = await kernelPods(cluster, net, NODE);
     // As Calico renders a Log rule before Deny, with Felix's logPrefix "drop %k %p" and ": " appended.
     const { server } = net;
-    net.iptables('iptables', [
-      '-A',
-      'INPUT',
-      '-p',
-      'tcp',
-      '--dport',
-      '12865',
-      '-j',
-      'LOG',
-      '--log-prefix',
-      `drop np ${namespace}/web: `,
-      '--log-level',
-      '5',
-    ]);
-    net.iptables('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '12865', '-j', 'DROP']);
+    net.logAndDrop('iptables', ['-p', 'tcp', '--dport', '12865'], `drop np ${namespace}/web: `);
     // 33 characters rendered: iptables keeps 29 of them.
-    net.iptables('iptables', [
-      '-A',
-      'INPUT',
-      '-p',
-      'udp',
-      '--dport',
-      '5001',
-      '-j',
-      'LOG',
-      '--log-prefix',
-      'drop gnp default.netperf-policy: ',
-      '--log-level',
-      '5',
-    ]);
-    net.iptables('iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', '5001', '-j', 'DROP']);
+    net.logAndDrop('iptables', ['-p', 'udp', '--dport', '5001'], 'drop gnp default.netperf-policy: ');
     net.nft(
       [
         'table ip6 kit {',
@@ -132,17 +83,13 @@ describe('the real kernel: Events name the policy its LOG prefix names', () => {
     ].sort();
     const events = await waitFor(
       async () => {
-        const { items } = JSON.parse(
-          await kubectl(cluster, ['get', 'events', '-n', namespace, '-o', 'json']),
-        ) as {
-          items: EventJson[];
-        };
+        const items = await namespaceEvents(cluster, namespace);
         return items.length >= expected.length ? items : null;
       },
       15_000,
       'six Events',
     );
-    expect(events.map((e) => `${e.involvedObject.name}: ${e.message}`).sort()).toEqual(expected);
+    expect(eventLines(events)).toEqual(expected);
     // Repeats of one flow within the interval are suppressed: one drop counted per Event.
     expect(events.map((e) => e.count)).toEqual(expected.map(() => 1));
     const metrics = await agent!.metrics();

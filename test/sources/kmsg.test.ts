@@ -139,19 +139,7 @@ describe('KmsgSource on the real /dev/kmsg', () => {
   it('hands over the real kernel LOG lines, dated now, and ignores what a process wrote to the device', async () => {
     const net = KernelNet.start();
     try {
-      net.iptables('iptables', [
-        '-A',
-        'INPUT',
-        '-p',
-        'tcp',
-        '--dport',
-        '12865',
-        '-j',
-        'LOG',
-        '--log-prefix',
-        'calico-packet: ',
-      ]);
-      net.iptables('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '12865', '-j', 'DROP']);
+      net.logAndDrop('iptables', ['-p', 'tcp', '--dport', '12865']);
       const t = await tail({ checkpoints: await checkpointAtNewest() });
       await until('the source reading', () => t.source.problem() === null);
       // A forgery: user space's records get facility 1 (user) whatever priority they name.

@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { endianness, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { alive } from './kernel-net.ts';
 import { newestKmsgSequence } from './kmsg.ts';
 
 export const JOURNALD = '/lib/systemd/systemd-journald';
@@ -42,15 +43,6 @@ exec ${JOURNALD}
 
 /** One entry as `journalctl --output=json` prints it (fields journald stores as binary are byte arrays). */
 export type JournalJson = Record<string, string | number[] | undefined>;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Directories of test processes killed before their exit handler ran (their journald died with them). */
 function sweepLeftovers(): void {

@@ -25,7 +25,8 @@ function run(command: string, args: string[], input?: string): string {
   return execFileSync(command, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
-function alive(pid: number): boolean {
+/** Whether a process runs: a test run that was killed leaves things that the next run sweeps. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -130,6 +131,25 @@ export class KernelNet {
   /** iptables (or ip6tables) in the server's namespace. */
   iptables(command: 'iptables' | 'ip6tables', args: string[]): void {
     run('ip', ['netns', 'exec', this.server.ns, command, ...args]);
+  }
+
+  /**
+   * As Calico renders a Log rule before a Deny: a LOG rule with the prefix at level 5, then DROP, for the
+   * packets `match` selects (e.g. `-p tcp --dport 12865`), in the server's INPUT chain.
+   */
+  logAndDrop(command: 'iptables' | 'ip6tables', match: string[], prefix = 'calico-packet: '): void {
+    this.iptables(command, [
+      '-A',
+      'INPUT',
+      ...match,
+      '-j',
+      'LOG',
+      '--log-prefix',
+      prefix,
+      '--log-level',
+      '5',
+    ]);
+    this.iptables(command, ['-A', 'INPUT', ...match, '-j', 'DROP']);
   }
 
   /** An nftables script loaded in the server's namespace. */

@@ -756,9 +756,7 @@ describe('doctor in KMSG_PATH mode', () => {
   it("reads the real ring buffer: the kernel's drop lines count, a line a process wrote does not", async () => {
     const net = KernelNet.start();
     try {
-      for (const action of [['LOG', '--log-prefix', 'calico-packet: '], ['DROP']]) {
-        net.iptables('iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '12865', '-j', ...action]);
-      }
+      net.logAndDrop('iptables', ['-p', 'tcp', '--dport', '12865']);
       // More often than any real flow here, so that it would lead the top addresses were it counted.
       const forged = '10.213.0.77';
       for (let n = 0; n < 30; n++) {
