@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type Cluster, connect, shippedAgentToken, tokenKubeconfig } from '../support/cluster.ts';
 import { KernelNet } from '../support/kernel-net.ts';
 import { kmsgCheckpointAtNewest } from '../support/kmsg.ts';
-import { type AgentProcess, metricValue, startAgent, waitFor } from './agent-process.ts';
-import { eventLines, kernelPods, namespaceEvents } from './kernel-scenario.ts';
+import { type AgentProcess, metricValue, startAgent } from './agent-process.ts';
+import { awaitEvents, eventLines, kernelPods } from './kernel-scenario.ts';
 
 const NODE = 'node-a';
 const FORGED_PORT = 31337;
@@ -71,14 +71,7 @@ describe('the real kernel through /dev/kmsg (KMSG_PATH)', () => {
       `client: Packet dropped when sending traffic to server (${server.ipv6}) over ICMPv6 (type 128, code 0)`,
       `server: Packet dropped when receiving traffic from client (${client.ipv6}) over ICMPv6 (type 128, code 0)`,
     ].sort();
-    const events = await waitFor(
-      async () => {
-        const items = await namespaceEvents(cluster, namespace);
-        return items.length >= expected.length ? items : null;
-      },
-      15_000,
-      'four Events',
-    );
+    const events = await awaitEvents(cluster, namespace, expected.length);
     expect(eventLines(events)).toEqual(expected);
     // TCP retries its SYN while the client waits: repeats within the interval are suppressed.
     expect(events.map((e) => e.count)).toEqual(expected.map(() => 1));

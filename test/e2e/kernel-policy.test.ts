@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type Cluster, connect, shippedAgentToken, tokenKubeconfig } from '../support/cluster.ts';
 import { KernelNet } from '../support/kernel-net.ts';
-import { type AgentProcess, startAgent, waitFor } from './agent-process.ts';
-import { eventLines, kernelPods, namespaceEvents } from './kernel-scenario.ts';
+import { type AgentProcess, startAgent } from './agent-process.ts';
+import { awaitEvents, eventLines, kernelPods } from './kernel-scenario.ts';
 
 const NODE = 'node-a';
 
@@ -81,14 +81,7 @@ describe('the real kernel: Events name the policy its LOG prefix names', () => {
       `client: Packet dropped when sending traffic to server (${server.ipv6}) over ICMPv6 (type 128, code 0) by Kubernetes NetworkPolicy ${namespace}/deny-ping-from-every-client-pod`,
       `server: Packet dropped when receiving traffic from client (${client.ipv6}) over ICMPv6 (type 128, code 0) by Kubernetes NetworkPolicy ${namespace}/deny-ping-from-every-client-pod`,
     ].sort();
-    const events = await waitFor(
-      async () => {
-        const items = await namespaceEvents(cluster, namespace);
-        return items.length >= expected.length ? items : null;
-      },
-      15_000,
-      'six Events',
-    );
+    const events = await awaitEvents(cluster, namespace, expected.length);
     expect(eventLines(events)).toEqual(expected);
     // Repeats of one flow within the interval are suppressed: one drop counted per Event.
     expect(events.map((e) => e.count)).toEqual(expected.map(() => 1));

@@ -3,6 +3,7 @@
 
 import { type Cluster, createNamespace, createPod, kubectl, setPodRunning } from '../support/cluster.ts';
 import type { KernelNet } from '../support/kernel-net.ts';
+import { waitFor } from './agent-process.ts';
 
 export interface KernelEvent {
   involvedObject: { name: string };
@@ -33,3 +34,15 @@ export async function namespaceEvents(cluster: Cluster, namespace: string): Prom
 /** `pod: message` of each Event, sorted: what the tests compare with the expected set. */
 export const eventLines = (events: readonly KernelEvent[]): string[] =>
   events.map((e) => `${e.involvedObject.name}: ${e.message}`).sort();
+
+/** The namespace's Events once there are `count` of them (or more, which the caller's comparison shows). */
+export function awaitEvents(cluster: Cluster, namespace: string, count: number): Promise<KernelEvent[]> {
+  return waitFor(
+    async () => {
+      const items = await namespaceEvents(cluster, namespace);
+      return items.length >= count ? items : null;
+    },
+    15_000,
+    `${count} Events`,
+  );
+}

@@ -266,7 +266,8 @@ describe('pods of other nodes, looked up by address', () => {
     for (const ip of addresses) a.lookup.ask(ip);
     await vi.waitFor(() => expect(a.lookup.answers).toBe(11));
     expect(proxy.seen('GET', LOOKUPS).length - before).toBe(11);
-    expect(a.outcomes.filter((o) => o === 'rate_limited')).toHaveLength(195 + 190 + 189);
+    // Each address refused by the rate is counted once, however often it is asked again while it waits.
+    expect(a.outcomes.filter((o) => o === 'rate_limited')).toHaveLength(195);
   });
 
   it('holds the drop while the API server is away, and posts it once the lookup is answered: nothing lost', async () => {
