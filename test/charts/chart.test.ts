@@ -221,7 +221,7 @@ describe('the Helm chart', () => {
       CHECKPOINT_DIRECTORY: '/var/lib/kube-iptables-tailer',
       METRICS_SERVER_PORT: '9100',
       NODE_NAME: { fieldRef: { fieldPath: 'spec.nodeName' } },
-      NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8',
+      NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=2',
       KUBE_EVENT_DISPLAY_REASON: 'Dropped',
       KUBE_EVENT_SOURCE_COMPONENT_NAME: 'example.com/tailer',
       PACKET_DROP_EXPIRATION_MINUTES: '5',
