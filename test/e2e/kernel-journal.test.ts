@@ -208,13 +208,14 @@ describe('the real kernel through a real systemd-journald (JOURNAL_DIRECTORY), a
         .entries(`MESSAGE=${forgedKmsg}`)
         .map((e) => [e._TRANSPORT, e.SYSLOG_IDENTIFIER, e.SYSLOG_FACILITY]),
     ).toEqual([['kernel', 'kernel', '1']]);
+    // At least this one: other tests on the machine may write to /dev/kmsg meanwhile.
     expect(
       metricValue(
         await agent!.metrics(),
         'kube_iptables_tailer_source_errors_total',
         'reason="untrusted_facility"',
       ),
-    ).toBe(1);
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('file mode: the same kernel lines in kern.log give the same Events', async () => {
