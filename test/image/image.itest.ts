@@ -456,7 +456,7 @@ describe('the image', () => {
 
     // `env` sets the DaemonSet's variables; no KUBECONFIG and no KUBERNETES_SERVICE_HOST: not in a pod.
     const result = await inContainer(
-      ['env', 'JOURNAL_DIRECTORY=/var/log/journal', ...entrypoint, 'doctor', '--json'],
+      ['env', 'JOURNAL_DIRECTORY=/var/log/journal', 'NODE_NAME=node-a', ...entrypoint, 'doctor', '--json'],
       [`${dir}:/var/log/journal:ro`],
     );
     // buildah run reports a non-zero exit on its own stderr; doctor itself writes nothing there.
