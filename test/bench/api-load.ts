@@ -30,6 +30,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { lookupFigures } from '../../agent/tools/doctor/lookups-check.ts';
 import { type AgentProcess, metricValue, startAgent, waitFor } from '../e2e/agent-process.ts';
 import {
   type Cluster,
@@ -166,8 +167,12 @@ async function controlPlaneCpu(plane: PrivateControlPlane): Promise<number> {
   return total;
 }
 
-const podLists = (agent: Agent) =>
-  agent.proxy.seen('GET', /^\/api\/v1\/pods\?/).filter((r) => !/[?&]watch=/.test(r.url));
+/** The agent's list requests (not its watches) of pods or nodes, as its proxy saw them. */
+const lists = (agent: Agent, resource: 'pods' | 'nodes') =>
+  agent.proxy.seen('GET', new RegExp(`^/api/v1/${resource}\\?`)).filter((r) => !/[?&]watch=/.test(r.url));
+
+const listedBytes = (agents: readonly Agent[], resource: 'pods' | 'nodes'): number =>
+  mean(agents.map((a) => lists(a, resource).reduce((sum, r) => sum + r.bytes, 0)));
 
 /** Mean RSS of the agents: read before any heap snapshot, which leaves RSS it does not hand back. */
 async function rssMiB(agents: readonly Agent[]): Promise<number> {
@@ -218,15 +223,8 @@ async function measureMode(
       'every pod index full',
     );
     const readySeconds = round((performance.now() - started) / 1000, 1);
-    const listBytes = mean(agents.map((a) => podLists(a).reduce((sum, r) => sum + r.bytes, 0)));
-    const nodeListBytes = mean(
-      agents.map((a) =>
-        a.proxy
-          .seen('GET', /^\/api\/v1\/nodes\?/)
-          .filter((r) => !/[?&]watch=/.test(r.url))
-          .reduce((sum, r) => sum + r.bytes, 0),
-      ),
-    );
+    const listBytes = listedBytes(agents, 'pods');
+    const nodeListBytes = listedBytes(agents, 'nodes');
     // As the DaemonSet's agents spend most of their life: started a while ago, nothing to do.
     await sleep(IDLE_MS);
     const idle = { rssMiB: await rssMiB(agents), heapAfterGcMiB: await heapAfterGcMiB(agents) };
@@ -256,7 +254,7 @@ async function measureMode(
     );
 
     // Storm: distinct remote peers (pods of nodes no agent runs on) dropping traffic to a local pod.
-    const listsBefore = agents.map((a) => podLists(a).length);
+    const listsBefore = agents.map((a) => lists(a, 'pods').length);
     const cpuBeforeStorm = await controlPlaneCpu(plane);
     const stormStart = performance.now();
     const remote = Array.from({ length: layout.pods }, (_, i) => i).filter((i) => nodeOf(i) >= AGENTS);
@@ -283,17 +281,17 @@ async function measureMode(
     );
     const stormSeconds = (performance.now() - stormStart) / 1000;
     const stormCpu = (await controlPlaneCpu(plane)) - cpuBeforeStorm;
+    // Read as doctor reads them, added up over the agents.
+    const figures = located.map((text) => lookupFigures(text));
     const outcomes: Record<string, number> = {};
-    for (const text of located) {
-      for (const line of text.split('\n')) {
-        const match = new RegExp(`^${M}pod_lookups_total\\{outcome="([a-z_]+)"\\} (\\d+)`).exec(line);
-        if (match) outcomes[match[1]!] = (outcomes[match[1]!] ?? 0) + Number(match[2]);
-      }
+    for (const { outcomes: counted } of figures.filter((f) => f !== null)) {
+      for (const [outcome, count] of Object.entries(counted))
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + count;
     }
     const lookups = (outcomes.found ?? 0) + (outcomes.not_found ?? 0);
-    const podListsInStorm = agents.reduce((sum, a, k) => sum + podLists(a).length - listsBefore[k]!, 0);
+    const podListsInStorm = agents.reduce((sum, a, k) => sum + lists(a, 'pods').length - listsBefore[k]!, 0);
     const afterStorm = { heapAfterGcMiB: await heapAfterGcMiB(agents) };
-    const cacheEntries = mean(located.map((t) => metricValue(t, `${M}pod_lookup_cache_entries`)));
+    const cacheEntries = mean(figures.map((f) => f?.cacheEntries ?? 0));
 
     process.stdout.write(
       `${JSON.stringify({

@@ -1,6 +1,8 @@
 // The metric names a Grafana dashboard queries, read from its PromQL, and the metric families a
 // Prometheus text scrape declares: enough to tell when a panel asks for a metric the agent does not export.
 
+import { parseExposition } from '../../agent/tools/doctor/exposition.ts';
+
 /** Words of PromQL that look like identifiers but never name a metric. */
 const KEYWORDS = new Set([
   'and',
@@ -49,16 +51,8 @@ export function variableMetric(query: string): string | undefined {
  * still counts as exported.
  */
 export function exportedNames(scrape: string): Set<string> {
-  const names = new Set<string>();
-  for (const line of scrape.split('\n')) {
-    const declared = /^# TYPE ([A-Za-z_:][\w:]*) /.exec(line)?.[1];
-    if (declared !== undefined) names.add(declared);
-    else if (!line.startsWith('#')) {
-      const sample = /^[A-Za-z_:][\w:]*/.exec(line);
-      if (sample) names.add(sample[0]);
-    }
-  }
-  return names;
+  const { declared, samples } = parseExposition(scrape);
+  return new Set([...declared, ...samples.map(({ name }) => name)]);
 }
 
 interface Target {

@@ -11,18 +11,12 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../agent/metrics.ts';
 import { CheckpointDirectory } from '../../agent/sources/checkpoint.ts';
-import {
-  type KmsgDevice,
-  KmsgReader,
-  KmsgSource,
-  type KmsgSourceOptions,
-  openKmsgDevice,
-} from '../../agent/sources/kmsg.ts';
-import { KERNEL_FACILITY, parseKmsgRecord } from '../../agent/sources/kmsg-record.ts';
+import { type KmsgDevice, KmsgSource, type KmsgSourceOptions } from '../../agent/sources/kmsg.ts';
+import { KERNEL_FACILITY } from '../../agent/sources/kmsg-record.ts';
 import type { LogRecord } from '../../agent/types.ts';
 import { tempDir } from '../support/journal.ts';
 import { KernelNet } from '../support/kernel-net.ts';
-import { kmsgCheckpointAtNewest } from '../support/kmsg.ts';
+import { kmsgCheckpointAtNewest, kmsgRecords } from '../support/kmsg.ts';
 
 const DEADLINE_MS = 10_000;
 const BOOT_ID = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
@@ -135,20 +129,8 @@ async function lost(metrics: Metrics): Promise<number> {
   return (await metrics.kmsgRecordsLost.get()).values[0]?.value ?? 0;
 }
 
-/** The records a process wrote to the real device (any facility but the kernel's), as sequence numbers. */
-function userRecords(): { sequence: number; message: string }[] {
-  const reader = new KmsgReader(openKmsgDevice('/dev/kmsg'));
-  const records: { sequence: number; message: string }[] = [];
-  try {
-    for (let text = reader.next(); text !== null; text = reader.next()) {
-      const parsed = parseKmsgRecord(text);
-      if (parsed.kind === 'record' && parsed.record.facility !== KERNEL_FACILITY) records.push(parsed.record);
-    }
-  } finally {
-    reader.close();
-  }
-  return records;
-}
+/** The records a process wrote to the real device: any facility but the kernel's. */
+const userRecords = () => kmsgRecords().filter((record) => record.facility !== KERNEL_FACILITY);
 
 const sequenceOf = (message: string): number =>
   userRecords().find((record) => record.message === message)?.sequence ?? Number.POSITIVE_INFINITY;

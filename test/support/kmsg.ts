@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KmsgReader, openKmsgDevice } from '../../agent/sources/kmsg.ts';
-import { kmsgSequence } from '../../agent/sources/kmsg-record.ts';
+import { type KmsgRecord, parseKmsgRecord } from '../../agent/sources/kmsg-record.ts';
 
 /** How the kernel escapes a /dev/kmsg record's text: every byte below 0x20, from 0x7f, and the backslash. */
 export function kmsgEscaped(bytes: Buffer): string {
@@ -15,16 +15,24 @@ export function kmsgEscaped(bytes: Buffer): string {
   return out;
 }
 
-/** The sequence number of the newest record in this machine's real ring buffer, read as the agent reads it. */
-export function newestKmsgSequence(): number {
+/** Every record in this machine's real ring buffer, oldest first, read and taken apart as the agent does. */
+export function kmsgRecords(): KmsgRecord[] {
   const reader = new KmsgReader(openKmsgDevice('/dev/kmsg'));
-  let newest = -1;
+  const records: KmsgRecord[] = [];
   try {
-    for (let text = reader.next(); text !== null; text = reader.next()) newest = kmsgSequence(text) ?? newest;
+    for (let text = reader.next(); text !== null; text = reader.next()) {
+      const parsed = parseKmsgRecord(text);
+      if (parsed.kind === 'record') records.push(parsed.record);
+    }
   } finally {
     reader.close();
   }
-  return newest;
+  return records;
+}
+
+/** The sequence number of the newest record in this machine's real ring buffer. */
+export function newestKmsgSequence(): number {
+  return kmsgRecords().at(-1)?.sequence ?? -1;
 }
 
 /**
