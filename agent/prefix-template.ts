@@ -21,6 +21,42 @@ export function normalizePrefix(prefix: string): string {
   return prefix.trim().replace(/:+$/, '').trimEnd();
 }
 
+/** The text every line with the prefix holds: a template's leading text, or the whole plain prefix. */
+export function prefixCore(prefix: string): string {
+  return parseTemplate(prefix)?.core ?? normalizePrefix(prefix);
+}
+
+/**
+ * The cheap test every line takes: whether the prefix's core occurs in text[start, end) at all. Lines of one
+ * block come in order, so one search answers for every line up to the next occurrence: the scan stays
+ * linear in the block however rare prefixed lines are.
+ */
+export class CoreSearch {
+  readonly core: string;
+  private searchedText = '';
+  private searchedFrom = 0;
+  /** The first occurrence at or after `searchedFrom` in `searchedText`, or -1. */
+  private foundAt = -1;
+
+  constructor(core: string) {
+    this.core = core;
+  }
+
+  /** The first occurrence of the core in text[start, end), or -1. */
+  firstIn(text: string, start: number, end: number): number {
+    if (
+      text !== this.searchedText ||
+      start < this.searchedFrom ||
+      (this.foundAt >= 0 && this.foundAt < start)
+    ) {
+      this.searchedText = text;
+      this.searchedFrom = start;
+      this.foundAt = text.indexOf(this.core, start);
+    }
+    return this.foundAt >= 0 && this.foundAt + this.core.length <= end ? this.foundAt : -1;
+  }
+}
+
 /**
  * What a prefix setting (IPTABLES_LOG_PREFIX, `--prefix`) needs in words, or null when it can be matched:
  * text, and a template that lines can be read with.

@@ -111,10 +111,26 @@ export interface EventSink {
 
 /** One line from a log source, before parsing. */
 export interface LogRecord {
-  /** The line (file source) or the journal MESSAGE (journal source). */
+  /**
+   * Holds the kernel's message at [start, end): a journal MESSAGE, a /dev/kmsg record's text, or a log file
+   * line (or a block of lines) whose syslog header was read up to `start`. A span rather than a cut-out
+   * message, because the parser scans a sliced string markedly slower than the string it was cut from.
+   */
   text: string;
-  /** Journal __REALTIME_TIMESTAMP in epoch ms; null when the time must come from the line itself. */
-  time: number | null;
-  /** Journal _HOSTNAME; null when the host must come from the line itself. */
+  /** Where the message starts; absent: 0. */
+  start?: number;
+  /** Where the message ends; absent: text.length. */
+  end?: number;
+  /** Epoch ms; NaN when a log file line carries no timestamp that can be read. */
+  time: number;
+  /** The host that logged it; null when the entry names none. */
   host: string | null;
+  /**
+   * The syslog tag of a log file line when it is not the kernel's: any local process can write such a
+   * line (`logger`), so it is reported, never turned into a drop.
+   */
+  untrustedTag?: string;
 }
+
+/** Furthest a Date can be from the epoch; beyond it toISOString throws. */
+export const MAX_DATE_MS = 8.64e15;

@@ -9,8 +9,8 @@ import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { loadConfig, PARSE_VARIABLES } from '../config.ts';
 import { LineSplitter } from '../lines.ts';
-import type { ParserOptions } from '../parser/parse.ts';
 import { prefixProblem } from '../prefix-template.ts';
+import type { SyslogOptions } from '../sources/syslog/record.ts';
 import type { BlockParser, BlockResult } from '../tools/bulk/block.ts';
 import { ParserPool } from '../tools/bulk/pool.ts';
 import { parseCommandArgs, UsageError } from './args.ts';
@@ -171,7 +171,7 @@ async function largeFileSize(path: string): Promise<number | null> {
 }
 
 /** The parser for this thread, loaded only when needed: for large files, only the workers load it. */
-async function parserHere(options: ParserOptions, printDrops: boolean): Promise<BlockParser> {
+async function parserHere(options: SyslogOptions, printDrops: boolean): Promise<BlockParser> {
   const { BlockParser } = await import('../tools/bulk/block.ts');
   return new BlockParser(options, printDrops);
 }
@@ -195,7 +195,7 @@ export async function main(argv: string[]): Promise<number> {
   const expected = prefixProblem(prefix);
   if (expected !== null) throw new UsageError(`--prefix: expected ${expected}`);
   const printDrops = values.stats !== true;
-  const options: ParserOptions = { prefix, timeLayout: config.timeLayout, now: Date.now };
+  const options: SyslogOptions = { prefix, timeLayout: config.timeLayout, now: Date.now };
   const run = new ParseRun(printDrops);
   let readable = true;
   if (values.journal !== undefined) {

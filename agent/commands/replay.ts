@@ -12,6 +12,7 @@ import { Metrics } from '../metrics.ts';
 import { createParser } from '../parser/parse.ts';
 import { Pipeline } from '../pipeline.ts';
 import { prefixProblem } from '../prefix-template.ts';
+import { SyslogReader } from '../sources/syslog/record.ts';
 import { parseCommandArgs, UsageError } from './args.ts';
 
 /** A file the user named cannot be used: one line on stderr, exit 1. */
@@ -149,17 +150,14 @@ export async function main(argv: string[]): Promise<number> {
     const book = new EventBook(config);
     const sink = new SideEvents(book, config.repeatIntervalMs);
     const pipeline = new Pipeline({ config, locator, sink, metrics });
-    const parse = createParser({
-      prefix,
-      timeLayout: config.timeLayout,
-      now: Date.now,
-    });
+    const parse = createParser({ prefix });
     let now = Number.NEGATIVE_INFINITY;
     for (const path of positionals.length > 0 ? positionals : ['-']) {
       let lineNumber = 0;
+      const syslog = new SyslogReader({ prefix, timeLayout: config.timeLayout, now: Date.now });
       for await (const text of readLines(path)) {
         lineNumber++;
-        const result = parse({ text, time: null, host: null });
+        const result = parse(syslog.record(text));
         if (result.kind === 'invalid') warn(`${path}:${lineNumber}: ${result.reason}: ${result.detail}`);
         if (result.kind !== 'drop') continue;
         now = Math.max(now, result.drop.time);

@@ -23,6 +23,7 @@ import { JournalSource } from '../sources/journal.ts';
 import { KmsgSource } from '../sources/kmsg.ts';
 import type { HandledBatch, LogSource } from '../sources/source.ts';
 import { StallWatch } from '../sources/stall.ts';
+import { SyslogReader } from '../sources/syslog/record.ts';
 import type { LogRecord } from '../types.ts';
 import { UsageError } from './args.ts';
 
@@ -75,7 +76,12 @@ function createSource(
     case 'journal':
       return new JournalSource({ ...common, directory: source.path, expirationMs: config.expirationMs });
     case 'file':
-      return new FileSource({ ...common, path: source.path, pollIntervalMs: config.watchIntervalMs });
+      return new FileSource({
+        ...common,
+        path: source.path,
+        pollIntervalMs: config.watchIntervalMs,
+        syslog: new SyslogReader({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now }),
+      });
     case 'kmsg':
       // The kernel's records name no host: the node's, as journald's _HOSTNAME would (in a pod, the
       // hostname is the pod's unless NODE_NAME gives the node's).
@@ -141,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   // A pod's first drops may come before its Running status: their sides waited, and are posted now.
   directory.onRunning((pod) => pipeline.podRunning(pod, Date.now()));
-  const parse = createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: Date.now });
+  const parse = createParser({ prefix: config.logPrefix });
 
   /** The handler holds a batch: waiting for the writer's room is back-pressure, not a stall. */
   let busy = false;

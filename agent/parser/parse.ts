@@ -1,14 +1,13 @@
 /**
- * Kernel packet-drop log lines (iptables/nftables LOG target) into PacketDrops. Written for the hot
- * path: most lines of a busy node are skipped after one indexOf, and the rest are scanned once with
+ * Kernel packet-drop log messages (iptables/nftables LOG target) into PacketDrops. Written for the hot
+ * path: most messages of a busy node are skipped after one indexOf, and the rest are scanned once with
  * indexOf/charCodeAt, allocating little beyond the result.
  */
 
 import { isOverlong, MAX_LINE_LENGTH } from '../lines.ts';
 import { canonicalIp, ipVersion, ipv4ValueAt } from '../net.ts';
-import { normalizePrefix, type PrefixTemplate, parseTemplate } from '../prefix-template.ts';
-import type { LogRecord, PacketDrop, PolicyRef } from '../types.ts';
-import { DateParts, MAX_DATE_MS, type StampParser, TimeResolver } from './dates.ts';
+import { CoreSearch, type PrefixTemplate, parseTemplate, prefixCore } from '../prefix-template.ts';
+import { type LogRecord, MAX_DATE_MS, type PacketDrop, type PolicyRef } from '../types.ts';
 import {
   endOf,
   FIELD_NAMES,
@@ -21,10 +20,8 @@ import {
   scanFields,
   startOf,
 } from './fields.ts';
-import { HostSpan, headerAt, tagEndAt } from './header.ts';
 import { readPolicy } from './policy.ts';
 import { findPrefix, NO_PREFIX, PREFIX_AFTER_CONTROL } from './prefix.ts';
-import { createStampParser } from './timestamp.ts';
 import {
   Interner,
   Ipv4Texts,
@@ -41,10 +38,6 @@ export interface ParserOptions {
    * (`calico-packet %k %p`), each drop names the policy its prefix names.
    */
   prefix: string;
-  /** PACKET_DROP_LOG_TIME_LAYOUT: a Go reference layout tried before the built-in styles. */
-  timeLayout: string | null;
-  /** Epoch ms; gives year-less syslog stamps a year. */
-  now: () => number;
 }
 
 /** Why a line that carries the prefix is no drop: a metric label, so a small fixed set. */
@@ -70,10 +63,6 @@ export { MAX_LINE_LENGTH };
 
 /** The answer for every line without the prefix (also near misses such as `calico-packets`): one shared object, so skipping allocates nothing. */
 export const NOT_PREFIXED: ParseResult = Object.freeze({ kind: 'skip' });
-
-const SPACE = 32;
-/** The tag syslog daemons give kernel messages. */
-const KERNEL_TAG = 'kernel:';
 
 /** How much of an offending value a detail quotes. */
 const MAX_DETAIL_VALUE = 64;
@@ -107,11 +96,6 @@ function trimmedEnd(text: string, start: number, end: number): number {
   let trimmed = end;
   while (trimmed > start && isTrailingBlank(text.charCodeAt(trimmed - 1))) trimmed--;
   return trimmed;
-}
-
-/** Whether a prefixed line is to be reported (PREFIX_AFTER_CONTROL too) rather than skipped. */
-function carries(prefixAt: number): boolean {
-  return prefixAt !== NO_PREFIX;
 }
 
 const REQUIRED_FIELDS: readonly Field[] = [Field.SRC, Field.DST, Field.PROTO];
@@ -222,59 +206,41 @@ function dropFrom(
   return { kind: 'drop', drop };
 }
 
-/** One prefix's parser state: scratch objects reused from line to line, and the interned values. */
+/** One prefix's parser state: scratch objects reused from message to message, and the interned values. */
 class Parser {
   private readonly core: string;
   /** The placeholders of IPTABLES_LOG_PREFIX after the core; null for a plain prefix. */
   private readonly template: PrefixTemplate | null;
-  private readonly stamp: StampParser;
-  private readonly resolver: TimeResolver;
-  private readonly parts = new DateParts();
-  private readonly hostSpan = new HostSpan();
+  private readonly search: CoreSearch;
   private readonly scan = new FieldScan();
   private readonly values = new InternedValues();
-  /** The first occurrence of the prefix at or after `searchedFrom` in `searchedText`, or -1. */
-  private searchedText = '';
-  private searchedFrom = 0;
-  private foundAt = -1;
 
   constructor(options: ParserOptions) {
     this.template = parseTemplate(options.prefix);
-    this.core = this.template?.core ?? normalizePrefix(options.prefix);
+    this.core = prefixCore(options.prefix);
     if (this.core === '') throw new Error('the log prefix is empty');
-    this.stamp = createStampParser(options.timeLayout);
-    this.resolver = new TimeResolver(options.now);
+    this.search = new CoreSearch(this.core);
   }
 
-  record(record: LogRecord): ParseResult {
-    const text = record.text;
-    if (record.time === null) return this.line(text, 0, text.length);
-    if (!this.mayCarryPrefix(text, 0, text.length)) return NOT_PREFIXED;
-    return this.journalMessage(text, record.time, record.host);
-  }
-
-  /** A syslog-style line at text[start, end), e.g. one line of a large chunk read from a file. */
-  line(text: string, start: number, end: number): ParseResult {
-    if (!this.mayCarryPrefix(text, start, end)) return NOT_PREFIXED;
-    return this.syslogLine(text, start, end);
-  }
-
-  /**
-   * The cheap test every line takes: whether the prefix text occurs in it at all. Lines of one chunk
-   * come in order, so one search answers for every line up to the next occurrence: the scan stays
-   * linear in the chunk however rare prefixed lines are.
-   */
-  private mayCarryPrefix(text: string, start: number, end: number): boolean {
-    if (
-      text !== this.searchedText ||
-      start < this.searchedFrom ||
-      (this.foundAt >= 0 && this.foundAt < start)
-    ) {
-      this.searchedText = text;
-      this.searchedFrom = start;
-      this.foundAt = text.indexOf(this.core, start);
+  record({ text, start = 0, end: rawEnd = text.length, time, host, untrustedTag }: LogRecord): ParseResult {
+    const first = this.search.firstIn(text, start, rawEnd);
+    if (first < 0) return NOT_PREFIXED;
+    const end = trimmedEnd(text, start, rawEnd);
+    const fieldsAt = findPrefix(text, this.core, start, end, first);
+    if (fieldsAt === NO_PREFIX) return NOT_PREFIXED;
+    // Measured before trimming: a line that a reader cut to one byte over the limit must stay over it
+    // even when the cut left only blanks at its end.
+    if (isOverlong(text, start, rawEnd)) return this.tooLong(text, start, rawEnd);
+    if (Number.isNaN(time)) {
+      return invalid('bad_timestamp', `no known timestamp at the start of ${quote(text.slice(start, end))}`);
     }
-    return this.foundAt >= 0 && this.foundAt + this.core.length <= end;
+    if (!Number.isFinite(time) || Math.abs(time) > MAX_DATE_MS) return invalid('bad_timestamp', String(time));
+    const checkedHost = host === null || host === '' ? '' : this.values.hosts.at(host, 0, host.length);
+    if (checkedHost === null) return invalid('bad_host', quote(host ?? ''));
+    if (untrustedTag !== undefined) return invalid('untrusted_tag', quote(untrustedTag));
+    if (fieldsAt === PREFIX_AFTER_CONTROL)
+      return invalid('bad_field', 'a control character before the prefix');
+    return this.fields(text, fieldsAt, end, time, checkedHost);
   }
 
   private tooLong(text: string, start: number, end: number): ParseResult {
@@ -284,14 +250,8 @@ class Parser {
     return invalid('too_long', size);
   }
 
-  private fieldsAfter(text: string, from: number, end: number, time: number, host: string): ParseResult {
-    // mayCarryPrefix found the first occurrence at or after the line's start: it is the first after
-    // `from` too unless it lies in the header.
-    const first =
-      text === this.searchedText && this.foundAt >= from ? this.foundAt : text.indexOf(this.core, from);
-    const start = findPrefix(text, this.core, from, end, first);
-    if (start === NO_PREFIX) return NOT_PREFIXED;
-    if (start === PREFIX_AFTER_CONTROL) return invalid('bad_field', 'a control character before the prefix');
+  /** The drop in text[start, end), the fields (and a template's policy) after the prefix. */
+  private fields(text: string, start: number, end: number, time: number, host: string): ParseResult {
     if (this.template === null) {
       scanFields(text, start, end, this.scan);
       return dropFrom(text, this.scan, this.values, time, host, this.core, null);
@@ -308,84 +268,13 @@ class Parser {
       policy.kind !== null || policy.name !== null || policy.namespace !== null || policy.tier !== null;
     return dropFrom(text, this.scan, this.values, time, host, this.core, named ? policy : null);
   }
-
-  private journalMessage(text: string, time: number, host: string | null): ParseResult {
-    const end = trimmedEnd(text, 0, text.length);
-    if (!carries(findPrefix(text, this.core, 0, end))) return NOT_PREFIXED;
-    // Measured before trimming, as the sources measure lines (see syslogLine).
-    if (isOverlong(text, 0, text.length)) return this.tooLong(text, 0, text.length);
-    if (!Number.isFinite(time) || Math.abs(time) > MAX_DATE_MS) return invalid('bad_timestamp', String(time));
-    const checkedHost = host === null || host === '' ? '' : this.values.hosts.at(host, 0, host.length);
-    if (checkedHost === null) return invalid('bad_host', quote(host ?? ''));
-    return this.fieldsAfter(text, 0, end, time, checkedHost);
-  }
-
-  private syslogLine(text: string, start: number, rawEnd: number): ParseResult {
-    // Measured before trimming: a line that a reader cut to one byte over the limit must stay over it
-    // even when the cut left only blanks at its end.
-    if (isOverlong(text, start, rawEnd)) {
-      return carries(findPrefix(text, this.core, start, rawEnd))
-        ? this.tooLong(text, start, rawEnd)
-        : NOT_PREFIXED;
-    }
-    const end = trimmedEnd(text, start, rawEnd);
-    const from = headerAt(text, start, end, this.stamp, this.parts, this.hostSpan);
-    const time = from < 0 ? Number.NaN : this.resolver.resolve(this.parts);
-    if (Number.isNaN(time)) {
-      if (!carries(findPrefix(text, this.core, start, end))) return NOT_PREFIXED;
-      return invalid('bad_timestamp', `no known timestamp at the start of ${quote(text.slice(start, end))}`);
-    }
-    const { hostSpan } = this;
-    const host =
-      hostSpan.end > hostSpan.start ? this.values.hosts.at(text, hostSpan.start, hostSpan.end) : '';
-    if (host === null) {
-      if (!carries(findPrefix(text, this.core, from, end))) return NOT_PREFIXED;
-      return invalid('bad_host', quote(text.slice(hostSpan.start, hostSpan.end)));
-    }
-    return this.fieldsAfterTag(text, from, end, time, host);
-  }
-
-  /**
-   * Only the kernel's own lines count: a syslog tag after the host other than `kernel:` is what any
-   * local process can write (`logger`), so its lines are reported, not parsed. A line whose message
-   * begins with the prefix itself has no tag.
-   */
-  private fieldsAfterTag(text: string, from: number, end: number, time: number, host: string): ParseResult {
-    let tagStart = from;
-    while (tagStart < end && text.charCodeAt(tagStart) === SPACE) tagStart++;
-    const tagEnd = tagEndAt(text, tagStart, end);
-    if (tagEnd < 0 || this.isPrefixToken(text, tagStart, tagEnd))
-      return this.fieldsAfter(text, from, end, time, host);
-    if (tagEnd - tagStart === KERNEL_TAG.length && text.startsWith(KERNEL_TAG, tagStart)) {
-      return this.fieldsAfter(text, tagEnd, end, time, host);
-    }
-    if (!carries(findPrefix(text, this.core, tagEnd, end))) return NOT_PREFIXED;
-    return invalid('untrusted_tag', quote(text.slice(tagStart, tagEnd)));
-  }
-
-  /** Whether text[start, end), a token ending in ':', is the prefix with its colons. */
-  private isPrefixToken(text: string, start: number, end: number): boolean {
-    return text.startsWith(this.core, start) && normalizePrefix(text.slice(start, end)) === this.core;
-  }
 }
 
 /**
- * Creates a parser for one prefix. A record with a `time` is a journal MESSAGE (time and host come
- * from the journal); one without is a whole syslog-style line that carries its own stamp and host.
- * Never throws on any record: what is not a drop is 'invalid' (if it carries the prefix) or 'skip'.
+ * Creates a parser for one prefix. Never throws on any record: what is not a drop is 'invalid' (if its
+ * message carries the prefix) or 'skip'.
  */
 export function createParser(options: ParserOptions): (record: LogRecord) => ParseResult {
   const parser = new Parser(options);
   return (record) => parser.record(record);
-}
-
-/**
- * The same for syslog-style lines given as text[start, end) of a larger string, so that a file reader
- * can hand over lines of a decoded chunk without cutting them out first.
- */
-export function createLineParser(
-  options: ParserOptions,
-): (text: string, start: number, end: number) => ParseResult {
-  const parser = new Parser(options);
-  return (text, start, end) => parser.line(text, start, end);
 }

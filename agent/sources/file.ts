@@ -44,9 +44,9 @@ import { basename, dirname, join } from 'node:path';
 import { LineSplitter, linesOf, MAX_LINE_LENGTH, NEWLINE } from '../lines.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { LogRecord } from '../types.ts';
 import { type CheckpointDirectory, ThrottledCheckpoint } from './checkpoint.ts';
 import { handOver, type LogSource, NOT_STARTED, type RecordHandler, type SourceProgress } from './source.ts';
+import type { SyslogReader } from './syslog/record.ts';
 
 const CHECKPOINT_FILE = 'file.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -69,6 +69,8 @@ export interface FileSourceOptions {
   pollIntervalMs: number;
   log: Logger;
   metrics: Metrics;
+  /** Reads each line's syslog header: the parser takes a file's lines as messages, like journal entries. */
+  syslog: SyslogReader;
 }
 
 interface Position {
@@ -271,10 +273,6 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
-function toRecord(text: string): LogRecord {
-  return { text, time: null, host: null };
-}
-
 /** Follows one log file by path, through rotations; see the top of this file. */
 export class FileSource implements LogSource {
   private readonly path: string;
@@ -283,6 +281,7 @@ export class FileSource implements LogSource {
   private readonly pollIntervalMs: number;
   private readonly log: Logger;
   private readonly metrics: Metrics;
+  private readonly syslog: SyslogReader;
   private readonly checkpoint: ThrottledCheckpoint<Position>;
   private readonly buffer = Buffer.allocUnsafe(CHUNK_BYTES);
 
@@ -311,6 +310,7 @@ export class FileSource implements LogSource {
     this.pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs);
     this.log = options.log;
     this.metrics = options.metrics;
+    this.syslog = options.syslog;
     this.checkpoint = new ThrottledCheckpoint(
       options.checkpoints.checkpoint(CHECKPOINT_FILE),
       CHECKPOINT_INTERVAL_MS,
@@ -326,7 +326,7 @@ export class FileSource implements LogSource {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.notice();
+    this.markChanged();
     await this.running;
     await this.checkpoint.flush();
   }
@@ -353,7 +353,7 @@ export class FileSource implements LogSource {
     if (saved !== null && saved.path === this.path) this.resume = { kind: 'checkpoint', position: saved };
     try {
       while (!this.stopping) {
-        await this.look();
+        await this.checkPath();
         await this.nextChange();
       }
     } finally {
@@ -364,7 +364,7 @@ export class FileSource implements LogSource {
   }
 
   /** One look at the path: open, switch or rewind as needed, and read everything new. */
-  private async look(): Promise<void> {
+  private async checkPath(): Promise<void> {
     this.watchDirectory();
     try {
       const found = await inspect(this.path);
@@ -406,18 +406,19 @@ export class FileSource implements LogSource {
       this.report(opened);
       return null;
     }
-    const file = await orClose(opened.handle, this.place(opened));
+    const file = await orClose(opened.handle, this.startOf(opened));
     this.resume = BEGINNING;
     this.reported = null;
     this.fileWatcher = this.watch(file.name, () => true);
     await this.savePosition(file);
     this.log.info({ path: file.name, offset: file.readOffset }, 'following log file');
     // A rotated file resumed from the checkpoint is followed by the file at the path, right after it.
-    if (file.name !== this.path) this.notice();
+    if (file.name !== this.path) this.markChanged();
     return file;
   }
 
-  private async place(opened: Opened): Promise<FollowedFile> {
+  /** The newly opened file, positioned where reading starts: from 0, read back, or at the checkpoint. */
+  private async startOf(opened: Opened): Promise<FollowedFile> {
     switch (this.resume.kind) {
       case 'beginning':
         return this.followFrom(opened, this.path, { offset: 0 });
@@ -498,8 +499,13 @@ export class FileSource implements LogSource {
   /** Hands the lines over and waits for the handler; the checkpoint moves past them once they settle. */
   private async deliver(lines: readonly string[], file: FollowedFile): Promise<void> {
     const { metrics, log } = this;
-    const settled = (await handOver(lines.map(toRecord), this.handle, { metrics, log, input: 'log file' }))
-      ?.settled;
+    const settled = (
+      await handOver(
+        lines.map((line) => this.syslog.record(line)),
+        this.handle,
+        { metrics, log, input: 'log file' },
+      )
+    )?.settled;
     await this.savePosition(file, settled);
   }
 
@@ -577,7 +583,8 @@ export class FileSource implements LogSource {
     });
   }
 
-  private notice(): void {
+  /** A change hint (fs.watch, rotation, stop): the loop looks again without waiting for the poll. */
+  private markChanged(): void {
     this.changed = true;
     this.wake?.();
   }
@@ -592,7 +599,7 @@ export class FileSource implements LogSource {
     let watcher: FSWatcher;
     try {
       watcher = watch(target, (_event, name) => {
-        if (relevant(name)) this.notice();
+        if (relevant(name)) this.markChanged();
       });
     } catch {
       return null;
@@ -601,7 +608,7 @@ export class FileSource implements LogSource {
       watcher.close();
       if (this.directoryWatcher === watcher) this.directoryWatcher = null;
       if (this.fileWatcher === watcher) this.fileWatcher = null;
-      this.notice();
+      this.markChanged();
     });
     return watcher;
   }

@@ -72,8 +72,7 @@ export async function handOver(
   if (records.length === 0) return undefined;
   metrics.linesRead.inc(records.length);
   const newest = records[records.length - 1]!.time;
-  if (now !== undefined && newest !== null)
-    metrics.sourceLagSeconds.set(Math.max(0, (now() - newest) / 1000));
+  if (now !== undefined) metrics.sourceLagSeconds.set(Math.max(0, (now() - newest) / 1000));
   try {
     return (await handle(records)) ?? undefined;
   } catch (err) {

@@ -206,7 +206,7 @@ function checkIntact(generated: GeneratedStream, parse: Parse, stats: Stats): vo
 describe('journal export reader fuzz', () => {
   it(`reads ${STREAMS} damaged export streams without throwing, chunking-independent, always recovering`, () => {
     const rng = new Random(SEED);
-    const parse = createParser({ prefix: PREFIX, timeLayout: null, now: () => NOW });
+    const parse = createParser({ prefix: PREFIX });
     const streams = new JournalStreams(rng, ENTRY_POOL, FRESH_ENTRY_CHANCE);
     const whole = new Reading();
     const split = new Reading();

@@ -162,7 +162,7 @@ function offset(rng: Random, colon: boolean): string {
   return `${rng.pick(['+', '-'])}${pad2(rng.below(15))}${colon ? ':' : ''}${pad2(rng.pick([0, 30, 45]))}`;
 }
 
-/** The timestamp styles of syslog daemons and journalctl (see agent/parser/timestamp.ts). */
+/** The timestamp styles of syslog daemons and journalctl (see agent/sources/syslog/timestamp.ts). */
 function stamp(rng: Random): string {
   const date = `${rng.int(2020, 2030)}-${pad2(rng.int(1, 12))}-${pad2(rng.int(1, 28))}`;
   switch (rng.below(5)) {

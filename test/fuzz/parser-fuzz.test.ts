@@ -19,6 +19,7 @@ import {
 } from '../../agent/parser/parse.ts';
 import { BlockParser, dropJson } from '../../agent/tools/bulk/block.ts';
 import type { Direction, PacketDrop } from '../../agent/types.ts';
+import { fileLineParser } from '../parser/samples.ts';
 import { fuzzSeed, kernelLine, mutate, PREFIX, Random, randomChunks } from './generators.ts';
 import { heapAfterGc, mebibytes } from './heap.ts';
 import { messageViolation, resultViolation } from './invariants.ts';
@@ -154,6 +155,7 @@ describe('parser fuzz', () => {
   it(`accounts for ${GENERATED} damaged file lines and ${GENERATED} journal messages, each exactly once`, async () => {
     const rng = new Random(SEED);
     const parse = createParser(options);
+    const fileLine = fileLineParser(options);
     const blockParser = new BlockParser(options, true);
     const file = new Tally();
     const journal = new Tally();
@@ -185,7 +187,7 @@ describe('parser fuzz', () => {
       const expectedDrops: string[] = [];
       for (const bytes of lines) {
         const text = bytes.toString('utf8');
-        const result = parse({ text, time: null, host: null });
+        const result = fileLine(text);
         file.add(result);
         const problem = problemWith(result);
         if (problem !== null) fail(problem, text);

@@ -1,18 +1,30 @@
 import { describe, expect, it } from 'vitest';
-import { createLineParser, createParser, NOT_PREFIXED, type ParseResult } from '../../agent/parser/parse.ts';
+import { createParser, NOT_PREFIXED, type ParseResult } from '../../agent/parser/parse.ts';
+import { SyslogReader } from '../../agent/sources/syslog/record.ts';
 import type { LogRecord, PacketDrop } from '../../agent/types.ts';
-import { ICMP_ECHO, ICMP_UNREACHABLE, ICMP6, KERN_LINE_TIME, kernLine, TCP4, TCP6, UDP4 } from './samples.ts';
+import {
+  fileLineParser,
+  ICMP_ECHO,
+  ICMP_UNREACHABLE,
+  ICMP6,
+  KERN_LINE_TIME,
+  kernLine,
+  TCP4,
+  TCP6,
+  UDP4,
+} from './samples.ts';
 
 const NOW = Date.UTC(2026, 3, 6, 12, 0, 0);
 
 function parserFor(prefix = 'calico-packet', timeLayout: string | null = null, now = NOW) {
-  return createParser({ prefix, timeLayout, now: () => now });
+  return fileLineParser({ prefix, timeLayout, now: () => now });
 }
 
-const parse = parserFor();
+const defaultParser = parserFor();
+const parse = createParser({ prefix: 'calico-packet' });
 
-function fileLine(text: string, parser = parse): ParseResult {
-  return parser({ text, time: null, host: null });
+function fileLine(text: string, parser = defaultParser): ParseResult {
+  return parser(text);
 }
 
 function dropOf(result: ParseResult): PacketDrop {
@@ -419,7 +431,8 @@ describe('fields', () => {
   });
 
   it('reads lines given as spans of a larger text', () => {
-    const parseLine = createLineParser({ prefix: 'calico-packet', timeLayout: null, now: () => NOW });
+    const syslog = new SyslogReader({ prefix: 'calico-packet', timeLayout: null, now: () => NOW });
+    const parseLine = (text: string, start: number, end: number) => parse(syslog.record(text, start, end));
     const lines = [kernLine(TCP4), 'unrelated', kernLine(UDP4), kernLine(ICMP6)];
     const text = `${lines.join('\n')}\n`;
     const results: ParseResult[] = [];

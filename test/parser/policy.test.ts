@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createParser, NOT_PREFIXED, type ParseResult } from '../../agent/parser/parse.ts';
 import { readPolicy } from '../../agent/parser/policy.ts';
 import { type PrefixTemplate, parseTemplate } from '../../agent/prefix-template.ts';
-import { TCP4 } from './samples.ts';
+import { fileLineParser, TCP4 } from './samples.ts';
 
 const IPTABLES_PREFIX_MAX = 29;
 const NFTABLES_PREFIX_MAX = 127;
@@ -187,11 +187,7 @@ describe('readPolicy', () => {
 });
 
 describe('the parser with a template IPTABLES_LOG_PREFIX', () => {
-  const parse = createParser({
-    prefix: 'calico-packet %k %p',
-    timeLayout: null,
-    now: () => Date.UTC(2026, 3, 6),
-  });
+  const parse = createParser({ prefix: 'calico-packet %k %p' });
   const journal = (text: string): ParseResult => parse({ text, time: Date.UTC(2026, 3, 6), host: 'node-1' });
   const dropOf = (result: ParseResult) => {
     if (result.kind !== 'drop') throw new Error(`expected a drop, got ${JSON.stringify(result)}`);
@@ -216,11 +212,11 @@ describe('the parser with a template IPTABLES_LOG_PREFIX', () => {
     const cut = dropOf(journal(`calico-packet gnp default.net${TCP4}`));
     expect(cut.policy).toMatchObject({ kind: 'GlobalNetworkPolicy', name: 'default.net', cut: true });
     expect(cut.in).toBe('cali6e7bb88b982');
-    const file = parse({
-      text: `2026-04-05T20:41:42Z node-1 kernel: calico-packet knp web/deny: ${TCP4}`,
-      time: null,
-      host: null,
-    });
+    const file = fileLineParser({
+      prefix: 'calico-packet %k %p',
+      timeLayout: null,
+      now: () => Date.UTC(2026, 3, 6),
+    })(`2026-04-05T20:41:42Z node-1 kernel: calico-packet knp web/deny: ${TCP4}`);
     expect(dropOf(file).policy).toMatchObject({
       kind: 'KubernetesNetworkPolicy',
       namespace: 'web',

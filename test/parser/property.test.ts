@@ -6,17 +6,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalIp } from '../../agent/net.ts';
-import { createLineParser, createParser, type ParseResult } from '../../agent/parser/parse.ts';
+import { createParser, type ParseResult } from '../../agent/parser/parse.ts';
+import { SyslogReader } from '../../agent/sources/syslog/record.ts';
 import { PARSER_TOKENS } from '../fuzz/generators.ts';
 import { resultViolation } from '../fuzz/invariants.ts';
-import { ICMP_ECHO, ICMP_UNREACHABLE, ICMP6, kernLine, TCP4, TCP6, UDP4 } from './samples.ts';
+import { fileLineParser, ICMP_ECHO, ICMP_UNREACHABLE, ICMP6, kernLine, TCP4, TCP6, UDP4 } from './samples.ts';
 
 const RUNS = 20_000;
 const NOW = Date.UTC(2026, 3, 6, 12);
 const options = { prefix: 'calico-packet', timeLayout: null, now: () => NOW };
 const parse = createParser(options);
-const parseWithLayout = createParser({ ...options, timeLayout: '2006-01-02T15:04:05.000000-07:00' });
-const parseLine = createLineParser(options);
+const fileLine = fileLineParser(options);
+const fileLineWithLayout = fileLineParser({ ...options, timeLayout: '2006-01-02T15:04:05.000000-07:00' });
+const syslog = new SyslogReader(options);
 
 /** Throws (failing the property) on a drop with an invalid value or an invalid report. */
 function checkResult(result: ParseResult): void {
@@ -26,11 +28,11 @@ function checkResult(result: ParseResult): void {
 
 /** Every way the parser can be handed a text: file line, span of a larger text, journal message. */
 function parseEveryWay(text: string): void {
-  checkResult(parse({ text, time: null, host: null }));
-  checkResult(parseWithLayout({ text, time: null, host: null }));
+  checkResult(fileLine(text));
+  checkResult(fileLineWithLayout(text));
   checkResult(parse({ text, time: NOW, host: 'node-1' }));
   const framed = `x\n${text}\ny`;
-  checkResult(parseLine(framed, 2, 2 + text.length));
+  checkResult(parse(syslog.record(framed, 2, 2 + text.length)));
 }
 
 const validLines = [TCP4, UDP4, ICMP_ECHO, ICMP_UNREACHABLE, TCP6, ICMP6].flatMap((fields) => [
@@ -92,7 +94,7 @@ describe('parser properties', () => {
         (line, changes) => {
           const text = mutate(line, changes);
           parseEveryWay(text);
-          kinds[parse({ text, time: null, host: null }).kind]++;
+          kinds[fileLine(text).kind]++;
         },
       ),
       { numRuns: RUNS },
@@ -114,7 +116,7 @@ describe('parser properties', () => {
         fc.integer({ min: 0, max: 255 }),
         ([src, dst], srcPort, dstPort, proto, ttl) => {
           const fields = `IN=eth0 OUT= SRC=${src} DST=${dst} LEN=60 TTL=${ttl} ID=1 DF PROTO=${proto} SPT=${srcPort} DPT=${dstPort} LEN=40`;
-          const result = parse({ text: kernLine(fields), time: null, host: null });
+          const result = fileLine(kernLine(fields));
           expect(result).toMatchObject({
             kind: 'drop',
             drop: { src: canonicalIp(src), dst: canonicalIp(dst), proto, srcPort, dstPort, ttl, length: 60 },

@@ -1,5 +1,8 @@
 /** Kernel log fields shared by the parser tests: real shapes of what nf_log_syslog prints. */
 
+import { createParser, type ParseResult } from '../../agent/parser/parse.ts';
+import { type SyslogOptions, SyslogReader } from '../../agent/sources/syslog/record.ts';
+
 export const TCP4 =
   'IN=cali6e7bb88b982 OUT=eth0 MAC=ee:ee:ee:ee:ee:ee:ea:20:b8:68:45:bd:08:00 SRC=10.4.0.4 DST=10.4.1.6 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=36387 DF PROTO=TCP SPT=60353 DPT=12865 WINDOW=42600 RES=0x00 SYN URGP=0';
 
@@ -25,3 +28,15 @@ export function kernLine(fields: string, prefix = 'calico-packet:'): string {
 
 /** 2026-04-05T18:41:42.123Z: the time of kernLine. */
 export const KERN_LINE_TIME = Date.UTC(2026, 3, 5, 18, 41, 42, 123);
+
+/** A log file line as the agent takes it: its header read by the file source's SyslogReader, then parsed. */
+export function fileLineParser(options: SyslogOptions): (line: string) => ParseResult {
+  const syslog = new SyslogReader(options);
+  const parse = createParser(options);
+  return (line) => parse(syslog.record(line));
+}
+
+/** The header reader a file source gets from the agent with the default settings. */
+export function syslogReader(): SyslogReader {
+  return new SyslogReader({ prefix: 'calico-packet', timeLayout: null, now: Date.now });
+}

@@ -22,6 +22,7 @@ import { pino } from 'pino';
 import { Metrics } from './agent/metrics.ts';
 import { CheckpointDirectory } from './agent/sources/checkpoint.ts';
 import { FileSource } from './agent/sources/file.ts';
+import { SyslogReader } from './agent/sources/syslog/record.ts';
 
 const print = (value) => process.stdout.write(JSON.stringify(value) + '\\n');
 const metrics = new Metrics();
@@ -32,6 +33,7 @@ const source = new FileSource({
   pollIntervalMs: 50,
   log,
   metrics,
+  syslog: new SyslogReader({ prefix: 'calico-packet', timeLayout: null, now: Date.now }),
 });
 let reported = '';
 const errors = setInterval(async () => {

@@ -33,7 +33,7 @@ import { CheckpointDirectory } from '../../agent/sources/checkpoint.ts';
 import { FileSource, type FileSourceOptions, READ_BACK_BYTES } from '../../agent/sources/file.ts';
 import type { RecordHandler } from '../../agent/sources/source.ts';
 import type { LogRecord } from '../../agent/types.ts';
-import { kernLine, TCP4 } from '../parser/samples.ts';
+import { kernLine, syslogReader, TCP4 } from '../parser/samples.ts';
 import { tempDir } from '../support/journal.ts';
 
 const run = promisify(execFile);
@@ -105,6 +105,7 @@ class Tail {
       pollIntervalMs: NO_POLL_MS,
       log,
       metrics: this.metrics,
+      syslog: syslogReader(),
       ...options,
     });
     this.done = this.source.run(async (records) => {
@@ -225,7 +226,10 @@ describe('FileSource: following a file', () => {
       latencies.push(performance.now() - started);
     }
     expect(Math.max(...latencies)).toBeLessThan(1000);
-    expect(tail.batches.every((batch) => batch.every((r) => r.time === null && r.host === null))).toBe(true);
+    // Lines without a syslog header: whole, undated, for the parser to skip or report.
+    expect(tail.batches.every((batch) => batch.every((r) => Number.isNaN(r.time) && r.host === null))).toBe(
+      true,
+    );
     expect(await tail.linesRead()).toBe(23);
   });
 
@@ -322,8 +326,10 @@ describe('FileSource: following a file', () => {
         .subarray(0, MAX_LINE_LENGTH + 1)
         .toString(),
     );
-    const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: Date.now });
-    expect(parse({ text: cut!, time: null, host: null })).toMatchObject({
+    const record = tail.batches.flat().find((r) => r.text === cut)!;
+    expect(record.time).toBeNaN();
+    const parse = createParser({ prefix: 'calico-packet' });
+    expect(parse(record)).toMatchObject({
       kind: 'invalid',
       reason: 'too_long',
     });
@@ -334,8 +340,9 @@ describe('FileSource: following a file', () => {
     const log = pino({ level: 'silent' });
     const options = { path: c.path, checkpoints: new CheckpointDirectory(c.checkpoints, log), log };
     const metrics = new Metrics();
-    expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0 })).toThrow(RangeError);
-    expect(() => new FileSource({ ...options, metrics, pollIntervalMs: 0.5 })).toThrow(RangeError);
+    const syslog = syslogReader();
+    expect(() => new FileSource({ ...options, metrics, syslog, pollIntervalMs: 0 })).toThrow(RangeError);
+    expect(() => new FileSource({ ...options, metrics, syslog, pollIntervalMs: 0.5 })).toThrow(RangeError);
   });
 
   it('hands over binary junk as text without failing', async () => {
@@ -359,13 +366,21 @@ describe('FileSource: first start', () => {
     const loggedAgo = (minutes: number): string =>
       `${new Date(now - minutes * 60_000).toISOString()} node-1 kernel: calico-packet: ${TCP4}`;
     const written = [loggedAgo(30), loggedAgo(2), loggedAgo(1)];
-    await writeFile(c.path, written.map((line) => `${line}\n`).join(''));
+    await writeFile(c.path, [...written, 'after'].map((line) => `${line}\n`).join(''));
     const tail = await Tail.start(c);
-    expect(await tail.through(written[2]!)).toEqual(written);
-    const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: () => now });
-    const expired = tail.lines.map((text) => {
-      const parsed = parse({ text, time: null, host: null });
-      if (parsed.kind !== 'drop') throw new Error(`not a drop: ${text}`);
+    await tail.through('after');
+    // Each line dated and named by its own header, its message after the kernel's tag.
+    const records = tail.batches.flat().slice(0, 3);
+    expect(records.map(({ time, host }) => ({ time, host }))).toEqual(
+      [30, 2, 1].map((minutes) => ({ time: now - minutes * 60_000, host: 'node-1' })),
+    );
+    expect(records.map(({ text, start, end }) => text.slice(start, end))).toEqual(
+      written.map(() => ` calico-packet: ${TCP4}`),
+    );
+    const parse = createParser({ prefix: 'calico-packet' });
+    const expired = records.map((record) => {
+      const parsed = parse(record);
+      if (parsed.kind !== 'drop') throw new Error(`not a drop: ${record.text}`);
       return isExpired(parsed.drop, now, 10 * 60_000);
     });
     expect(expired).toEqual([true, false, false]);

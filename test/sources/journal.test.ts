@@ -553,7 +553,7 @@ describe('JournalSource', () => {
     await following.until(2);
     await sleep(300);
     await following.stop();
-    const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: Date.now });
+    const parse = createParser({ prefix: 'calico-packet' });
     const drops = following.records
       .map(parse)
       .flatMap((result) => (result.kind === 'drop' ? [result.drop] : []));

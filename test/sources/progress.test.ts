@@ -10,6 +10,7 @@ import { CheckpointDirectory } from '../../agent/sources/checkpoint.ts';
 import { FileSource } from '../../agent/sources/file.ts';
 import { JournalSource } from '../../agent/sources/journal.ts';
 import { type LogSource, NOT_STARTED, type RecordHandler } from '../../agent/sources/source.ts';
+import { syslogReader } from '../parser/samples.ts';
 import { caseDirs } from '../support/case-dirs.ts';
 import { appendJournal, journalctlSpy } from '../support/journal.ts';
 
@@ -66,6 +67,7 @@ describe('FileSource', () => {
       pollIntervalMs: 20,
       log,
       metrics: new Metrics(),
+      syslog: syslogReader(),
     });
 
   it('sees input it has not taken: before reading, and while its handler holds a batch', async () => {

@@ -5,13 +5,9 @@
  */
 
 import { forEachLine, NEWLINE } from '../../lines.ts';
-import {
-  createLineParser,
-  createParser,
-  type InvalidReason,
-  type ParseResult,
-  type ParserOptions,
-} from '../../parser/parse.ts';
+import { createParser, type InvalidReason, NOT_PREFIXED, type ParseResult } from '../../parser/parse.ts';
+import { CoreSearch, prefixCore } from '../../prefix-template.ts';
+import { type SyslogOptions, SyslogReader } from '../../sources/syslog/record.ts';
 import type { LogRecord, PacketDrop } from '../../types.ts';
 
 export interface InvalidLine {
@@ -80,14 +76,16 @@ class Tally {
 }
 
 export class BlockParser {
-  private readonly parseLine: (text: string, start: number, end: number) => ParseResult;
-  private readonly parseRecord: (record: LogRecord) => ParseResult;
+  private readonly search: CoreSearch;
+  private readonly syslog: SyslogReader;
+  private readonly parse: (record: LogRecord) => ParseResult;
   private readonly printDrops: boolean;
 
   /** printDrops false counts only (`--stats`). */
-  constructor(options: ParserOptions, printDrops: boolean) {
-    this.parseLine = createLineParser(options);
-    this.parseRecord = createParser(options);
+  constructor(options: SyslogOptions, printDrops: boolean) {
+    this.search = new CoreSearch(prefixCore(options.prefix));
+    this.syslog = new SyslogReader(options);
+    this.parse = createParser(options);
     this.printDrops = printDrops;
   }
 
@@ -102,8 +100,13 @@ export class BlockParser {
    */
   blocks(blocks: Iterable<Uint8Array>): BlockResult {
     const tally = new Tally(this.printDrops);
-    const onLine = (line: string, start: number, end: number): void =>
-      tally.add(this.parseLine(line, start, end));
+    // Only a line that may carry the prefix has its syslog header read.
+    const onLine = (text: string, start: number, end: number): void =>
+      tally.add(
+        this.search.firstIn(text, start, end) >= 0
+          ? this.parse(this.syslog.record(text, start, end))
+          : NOT_PREFIXED,
+      );
     for (const bytes of blocks) {
       const block = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let start = 0; start < block.length; ) {
@@ -118,7 +121,7 @@ export class BlockParser {
   /** A batch of journal records. */
   records(records: readonly LogRecord[]): BlockResult {
     const tally = new Tally(this.printDrops);
-    for (const record of records) tally.add(this.parseRecord(record));
+    for (const record of records) tally.add(this.parse(record));
     return tally.finish();
   }
 }

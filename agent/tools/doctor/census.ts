@@ -6,6 +6,7 @@
 
 import type { InvalidReason, ParseResult } from '../../parser/parse.ts';
 import { normalizePrefix } from '../../prefix-template.ts';
+import type { LogRecord } from '../../types.ts';
 import type { AddressCount, InvalidGroup, LineCensus, PrefixCount } from './types.ts';
 
 /** iptables allows 29 characters of --log-prefix and nftables 127: a longer token is not one. */
@@ -82,11 +83,8 @@ export class CensusTally {
   private readonly invalid = new Map<InvalidReason, { count: number; example: string }>();
   private readonly addresses = new Map<string, number>();
 
-  /**
-   * One line of the window and what the agent's parser made of it; text[from, end) is where a prefix may
-   * be (after a syslog header, if any).
-   */
-  add(result: ParseResult, text: string, from: number, end: number): void {
+  /** One record of the window and what the agent's parser made of it. */
+  add(result: ParseResult, { text, start = 0, end = text.length }: LogRecord): void {
     this.entries++;
     if (result.kind === 'drop') {
       this.prefixed++;
@@ -100,7 +98,7 @@ export class CensusTally {
         this.invalid.set(result.reason, { count: 1, example: printable(result.detail) });
       else group.count++;
     } else {
-      const prefix = logPrefixAt(text, from, end);
+      const prefix = logPrefixAt(text, start, end);
       if (prefix === null) return;
       if (this.others.has(prefix) || this.others.size < MAX_DISTINCT_PREFIXES) increment(this.others, prefix);
     }

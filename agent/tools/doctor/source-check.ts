@@ -6,15 +6,13 @@
 import { open, readFile as readText } from 'node:fs/promises';
 import type { Config, SourceSetting } from '../../config.ts';
 import { LineSplitter, linesOf } from '../../lines.ts';
-import { DateParts, TimeResolver } from '../../parser/dates.ts';
-import { HostSpan, headerAt } from '../../parser/header.ts';
 import { createParser } from '../../parser/parse.ts';
-import { createStampParser } from '../../parser/timestamp.ts';
 import { normalizePrefix } from '../../prefix-template.ts';
 import { readBackStart } from '../../sources/file.ts';
 import { journalFilePaths } from '../../sources/journal-files.ts';
 import { KmsgReader, monotonicBootTime, NOT_A_CHARACTER_DEVICE, openKmsgDevice } from '../../sources/kmsg.ts';
 import { kernelLogRecord, parseKmsgRecord } from '../../sources/kmsg-record.ts';
+import { SyslogReader } from '../../sources/syslog/record.ts';
 import { readJournalOnce } from '../bulk/journal-read.ts';
 import { CensusTally, printable } from './census.ts';
 import type { KmsgReport, LineCensus, SourceReport } from './types.ts';
@@ -43,9 +41,9 @@ interface ReadOutcome {
   kmsg: KmsgReport | null;
 }
 
-/** The agent's parser for the configured prefix, with "now" fixed at the doctor's start. */
-function parserFor(config: Config, window: Window) {
-  return createParser({ prefix: config.logPrefix, timeLayout: config.timeLayout, now: () => window.now });
+/** The agent's parser for the configured prefix. */
+function parserFor(config: Config) {
+  return createParser({ prefix: config.logPrefix });
 }
 
 /** Journal files journalctl would read, and whether any of them can be opened. */
@@ -81,15 +79,15 @@ async function readJournal(directory: string, config: Config, window: Window): P
   if (files.readable === 0) {
     return outcome(`none of the ${files.found} journal files in ${directory} can be opened`, files.found);
   }
-  const parse = parserFor(config, window);
+  const parse = parserFor(config);
   try {
     // In one part: the doctor may run beside the agent, within its memory limit.
     const options = { sinceMs: window.since, parallelMinBytes: Number.POSITIVE_INFINITY };
     for await (const batch of readJournalOnce(directory, options)) {
       for (const record of batch) {
         // journalctl's --since has whole seconds.
-        if (record.time !== null && record.time < window.since) continue;
-        tally.add(parse(record), record.text, 0, record.text.length);
+        if (record.time < window.since) continue;
+        tally.add(parse(record), record);
       }
     }
   } catch (err) {
@@ -129,17 +127,18 @@ async function forEachFileLine(
 
 async function readFile(path: string, config: Config, window: Window): Promise<ReadOutcome> {
   const tally = new CensusTally();
-  const parse = parserFor(config, window);
-  // Each line's own stamp, read the way the agent's parser reads it, places the line in or out of the window.
-  const stamp = createStampParser(config.timeLayout);
-  const parts = new DateParts();
-  const host = new HostSpan();
-  const resolver = new TimeResolver(() => window.now);
+  const parse = parserFor(config);
+  // Read as the agent's file source reads it, with "now" fixed at the doctor's start; each line's own stamp
+  // places it in or out of the window (a line without one is kept, to be reported).
+  const syslog = new SyslogReader({
+    prefix: config.logPrefix,
+    timeLayout: config.timeLayout,
+    now: () => window.now,
+  });
   const onLine = (line: string): void => {
-    const from = headerAt(line, 0, line.length, stamp, parts, host);
-    const time = from < 0 ? Number.NaN : resolver.resolve(parts);
-    if (time < window.since) return;
-    tally.add(parse({ text: line, time: null, host: null }), line, Math.max(from, 0), line.length);
+    const record = syslog.record(line);
+    if (record.time < window.since) return;
+    tally.add(parse(record), record);
   };
   try {
     const { bytesRead, truncated } = await forEachFileLine(path, onLine);
@@ -185,15 +184,15 @@ async function readKmsg(path: string, config: Config, window: Window): Promise<R
   } catch (err) {
     return outcome(`cannot open ${path}: ${errorText(err)}`);
   }
-  const parse = parserFor(config, window);
+  const parse = parserFor(config);
   const bootTime = monotonicBootTime();
   try {
     for (let text = reader.next(); text !== null; text = reader.next()) {
       kmsg.records++;
       const parsed = parseKmsgRecord(text);
       const record = parsed.kind === 'record' ? kernelLogRecord(parsed.record, bootTime, '') : null;
-      if (record === null || (record.time ?? 0) < window.since) continue;
-      tally.add(parse(record), record.text, 0, record.text.length);
+      if (record === null || record.time < window.since) continue;
+      tally.add(parse(record), record);
     }
   } catch (err) {
     return outcome(`cannot read ${path}: ${errorText(err)}`);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createLineParser } from '../../../agent/parser/parse.ts';
 import { BlockParser } from '../../../agent/tools/bulk/block.ts';
-import { kernLine, TCP4, UDP4 } from '../../parser/samples.ts';
+import { fileLineParser, kernLine, TCP4, UDP4 } from '../../parser/samples.ts';
 
 const options = { prefix: 'calico-packet', timeLayout: null, now: Date.now };
 
@@ -19,8 +18,8 @@ describe('BlockParser', () => {
 
     const result = new BlockParser(options, true).lines(block);
 
-    const parseLine = createLineParser(options);
-    const expected = lines.map((line) => parseLine(line, 0, line.length));
+    const fileLine = fileLineParser(options);
+    const expected = lines.map(fileLine);
     expect(result.lines).toBe(lines.length);
     expect(result.drops).toBe(expected.filter((parsed) => parsed.kind === 'drop').length);
     expect(result.skipped).toBe(expected.filter((parsed) => parsed.kind === 'skip').length);

@@ -71,11 +71,12 @@ describe('topCounts', () => {
 });
 
 describe('CensusTally', () => {
-  const parse = createParser({ prefix: 'calico-packet', timeLayout: null, now: Date.now });
+  const parse = createParser({ prefix: 'calico-packet' });
   function tally(messages: readonly string[]) {
     const census = new CensusTally();
     for (const text of messages) {
-      census.add(parse({ text, time: Date.now(), host: 'node-a' }), text, 0, text.length);
+      const record = { text, time: Date.now(), host: 'node-a' };
+      census.add(parse(record), record);
     }
     return census.census();
   }

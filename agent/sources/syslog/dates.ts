@@ -3,11 +3,11 @@
  * reusable DateParts, and the conversion of those parts to epoch milliseconds.
  */
 
+import { MAX_DATE_MS } from '../../types.ts';
+
 export const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 const MINUTE_MS = 60_000;
-/** Furthest a Date can be from the epoch; beyond it toISOString throws. */
-export const MAX_DATE_MS = 8.64e15;
 /** More fraction digits than any clock prints; bounds the work on hostile input. */
 const MAX_FRACTION_DIGITS = 12;
 
