@@ -215,19 +215,6 @@ export class ExportReader {
     return out;
   }
 
-  /**
-   * Bytes of input held between pushes: pieces of a value that spans chunks, a split name or length,
-   * the cursors and the host name. The field and entry caps bound it whatever the input. (Pieces are
-   * views, each keeping its chunk alive: with chunks as read from a pipe, that is about as much again.)
-   */
-  get bufferedBytes(): number {
-    let bytes = this.nameLength + this.lengthHave + this.hostBytes.length;
-    for (const part of this.valueParts) bytes += part.length;
-    if (this.entryCursor !== null) bytes += this.entryCursorEnd - this.entryCursorStart;
-    if (this.lastCursor !== null) bytes += this.lastCursorEnd - this.lastCursorStart;
-    return bytes;
-  }
-
   /** The __CURSOR of the last entry returned that had one. */
   get cursor(): string | null {
     if (this.lastCursorText === null && this.lastCursor !== null) {

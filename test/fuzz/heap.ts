@@ -14,4 +14,11 @@ export function heapAfterGc(): number {
   return process.memoryUsage().heapUsed;
 }
 
+/** Bytes of ArrayBuffers (every Buffer) this thread holds once garbage is collected. */
+export function arrayBuffersAfterGc(): number {
+  gc();
+  gc();
+  return process.memoryUsage().arrayBuffers;
+}
+
 export const mebibytes = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
