@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseExposition, parseSample } from '../../agent/tools/doctor/exposition.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -103,22 +104,22 @@ export async function waitFor<T>(
   }
 }
 
-/** The value of one sample of the Prometheus text format, 0 when absent. */
+/** The value of the sample of `name` with exactly these labels (as written: `reason="x"`), 0 when absent. */
 export function metricValue(text: string, name: string, labels = ''): number {
-  const wanted = labels === '' ? name : `${name}{${labels}}`;
-  for (const line of text.split('\n')) {
-    const space = line.lastIndexOf(' ');
-    if (line.slice(0, space) === wanted) return Number(line.slice(space + 1));
-  }
-  return 0;
+  const wanted = labels === '' ? new Map<string, string>() : parseSample(`${name}{${labels}} 0`)?.labels;
+  if (wanted === undefined) throw new Error(`not labels: ${labels}`);
+  const sample = parseExposition(text).samples.find(
+    (s) =>
+      s.name === name &&
+      s.labels.size === wanted.size &&
+      [...wanted].every(([key, value]) => s.labels.get(key) === value),
+  );
+  return sample?.value ?? 0;
 }
 
 /** Every sample of a metric, whatever its labels, added up. */
 export function metricSum(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      sum += Number(line.slice(line.lastIndexOf(' ')));
-  }
-  return sum;
+  return parseExposition(text)
+    .samples.filter((sample) => sample.name === name)
+    .reduce((sum, sample) => sum + sample.value, 0);
 }
