@@ -270,10 +270,13 @@ class Parser {
       start < this.searchedFrom ||
       (this.foundAt >= 0 && this.foundAt < start)
     ) {
-      this.searchedText = text;
       this.searchedFrom = start;
       this.foundAt = text.indexOf(this.core, start);
     }
+    // Kept even when the search stands: `!==` on two distinct strings compares their characters, so
+    // keeping an earlier chunk equal to this one (repetitive lines cut into chunks of one length) would
+    // compare the whole chunk again for every line. The same object compares at once.
+    this.searchedText = text;
     return this.foundAt >= 0 && this.foundAt + this.core.length <= end;
   }
 
