@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Files that need the real etcd + kube-apiserver (they `inject('kubeconfig')`) or run the agent as a
@@ -27,6 +28,10 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // The tests start `node agent/cli.ts` dozens of times. Node's compile cache keeps the type-stripped,
+    // compiled modules on disk for each next process (and run) instead of compiling them anew: a CLI
+    // process costs a third of the CPU, on a machine whose cores the test files already fill.
+    env: { NODE_COMPILE_CACHE: fileURLToPath(new URL('.cache/node-compile-cache', import.meta.url)) },
     projects: [
       {
         extends: true,

@@ -44,7 +44,7 @@ const CHECKPOINT_INTERVAL_MS = 1000;
 const RESTART_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000, jitter: 0 };
 /** A journalctl that ran this long was healthy: the next failure starts the backoff afresh. */
 const HEALTHY_RUN_MS = 60_000;
-const DIRECTORY_CHECK_MS = 2000;
+const DEFAULT_DIRECTORY_CHECK_MS = 2000;
 /** A progress look that journalctl does not answer in this time counts as nothing unread. */
 const PROGRESS_TIMEOUT_MS = 5000;
 
@@ -70,6 +70,11 @@ export interface JournalSourceOptions {
   metrics: Metrics;
   /** The journalctl binary; a bare name is looked up in PATH. */
   journalctl?: string;
+  /**
+   * How often the directory is looked at, to notice it vanish, appear or be replaced (journalctl notices
+   * none of these); 2 s by default.
+   */
+  directoryCheckMs?: number;
   now?: () => number;
 }
 
@@ -94,6 +99,7 @@ export class JournalSource implements LogSource {
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly journalctl: string;
+  private readonly directoryCheckMs: number;
   private readonly now: () => number;
   private readonly checkpoint: ThrottledCheckpoint<CursorCheckpoint>;
 
@@ -133,6 +139,7 @@ export class JournalSource implements LogSource {
     this.log = options.log;
     this.metrics = options.metrics;
     this.journalctl = options.journalctl ?? DEFAULT_JOURNALCTL;
+    this.directoryCheckMs = options.directoryCheckMs ?? DEFAULT_DIRECTORY_CHECK_MS;
     this.now = options.now ?? Date.now;
     this.checkpoint = new ThrottledCheckpoint(
       options.checkpoints.checkpoint(CHECKPOINT_FILE),
@@ -226,7 +233,7 @@ export class JournalSource implements LogSource {
     if (directoryIdentity(this.directory) === null) {
       this.reportMissing();
       while (directoryIdentity(this.directory) === null) {
-        await sleep(DIRECTORY_CHECK_MS, undefined, { signal: this.stopped.signal }).catch(() => {});
+        await sleep(this.directoryCheckMs, undefined, { signal: this.stopped.signal }).catch(() => {});
         if (this.stopping) return false;
       }
     }
@@ -316,7 +323,7 @@ export class JournalSource implements LogSource {
         this.resumeAfterUs = this.lastRealtimeUs;
       }
       kill(child);
-    }, DIRECTORY_CHECK_MS);
+    }, this.directoryCheckMs);
     timer.unref();
     return timer;
   }

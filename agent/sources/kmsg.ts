@@ -43,8 +43,7 @@ const CHECKPOINT_FILE = 'kmsg.position.json';
 const CHECKPOINT_INTERVAL_MS = 1000;
 /** How soon after the device had nothing new it is read again: the delay a new drop may wait. */
 const POLL_MS = 200;
-/** How soon a device that cannot be opened or read is tried again. */
-const RETRY_MS = 2000;
+const DEFAULT_RETRY_MS = 2000;
 /** Twice the longest record any kernel formats (CONSOLE_EXT_LOG_MAX, 8 KiB). */
 const READ_BYTES = 16 * 1024;
 /** A record longer than READ_BYTES is read with a buffer doubled up to this; past it the device is at fault. */
@@ -132,6 +131,8 @@ export interface KmsgSourceOptions {
   metrics: Metrics;
   /** Opens the device: openKmsgDevice, unless a stand-in plays a kernel whose buffer wraps. */
   open?: (path: string) => KmsgDevice;
+  /** How soon a device that cannot be opened or read is tried again; 2 s by default. */
+  retryMs?: number;
   now?: () => number;
   /**
    * When the kernel's clock read zero, epoch ms: now less CLOCK_MONOTONIC, which like the kernel's printk
@@ -184,6 +185,7 @@ export class KmsgSource implements LogSource {
   private readonly log: Logger;
   private readonly metrics: Metrics;
   private readonly open: (path: string) => KmsgDevice;
+  private readonly retryMs: number;
   private readonly now: () => number;
   private readonly bootTime: () => number;
   private readonly checkpoint: ThrottledCheckpoint<Position>;
@@ -210,6 +212,7 @@ export class KmsgSource implements LogSource {
     this.log = options.log;
     this.metrics = options.metrics;
     this.open = options.open ?? openKmsgDevice;
+    this.retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
     this.now = options.now ?? Date.now;
     this.bootTime = options.bootTime ?? monotonicBootTime;
     this.checkpoint = new ThrottledCheckpoint(
@@ -281,7 +284,7 @@ export class KmsgSource implements LogSource {
       } finally {
         reader.close();
       }
-      await this.pause(RETRY_MS);
+      await this.pause(this.retryMs);
     }
   }
 
@@ -313,7 +316,7 @@ export class KmsgSource implements LogSource {
       } catch (err) {
         this.report(openProblem(err));
       }
-      await this.pause(RETRY_MS);
+      await this.pause(this.retryMs);
     }
     return null;
   }

@@ -18,12 +18,15 @@ interface Replayed {
   stderr: string;
 }
 
-/** The CLI as users run it, with only the environment the test gives (no NODE_NAME leaking in). */
+/**
+ * The CLI as users run it, with only the environment the test gives (no NODE_NAME leaking in), and
+ * the compile cache vitest.config.ts sets, which the CLI does not read.
+ */
 async function replay(args: string[], env: Record<string, string> = {}, input?: string): Promise<Replayed> {
   const run = promisify(execFile);
   const child = run(NODE, ['agent/cli.ts', 'replay', ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, ...env },
+    env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE, ...env },
   });
   if (input !== undefined) child.child.stdin?.end(input);
   try {

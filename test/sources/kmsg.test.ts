@@ -294,6 +294,8 @@ describe('KmsgSource on a stand-in ring buffer', () => {
       },
       bootTime: () => bootTime,
       now: () => bootTime,
+      // Tried again in a tenth of a second, not 2 s.
+      retryMs: 100,
     });
     await until('the problem', () => t.source.problem()?.includes('CAP_SYSLOG') === true);
     expect(t.records).toEqual([]);

@@ -133,6 +133,8 @@ describe('JournalSource', () => {
       expirationMs: 10 * 60_000,
       log,
       metrics: new Metrics(),
+      // A directory that appears is noticed in a tenth of a second, not 2 s.
+      directoryCheckMs: 100,
       ...(journalctl === undefined ? {} : { journalctl }),
     });
   const entries = (...messages: string[]) => messages.map((message) => ({ message }));
