@@ -1,5 +1,6 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { boundedLru } from './lru.ts';
 import type { PolicyRef } from './types.ts';
 
 /**
@@ -18,8 +19,7 @@ class BoundedSeries<T extends string> {
 
   constructor(counter: Counter<T>, limit: number, onEvict: () => void) {
     this.counter = counter;
-    this.series = new LRUCache({
-      max: limit,
+    this.series = boundedLru(limit, {
       dispose: (labels, _key, reason) => {
         if (reason !== 'evict') return;
         this.counter.remove(labels);

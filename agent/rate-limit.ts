@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from './lru.ts';
 
 /** Refill arithmetic in floating point can land a hair below a whole token at the moment readyAt named. */
 const EPSILON = 1e-9;
@@ -59,7 +60,7 @@ export class KeyedBuckets {
   private readonly burst: number;
 
   constructor(ratePerSecond: number, burst: number, max: number) {
-    this.buckets = new LRUCache({ max });
+    this.buckets = boundedLru(max);
     this.ratePerSecond = ratePerSecond;
     this.burst = burst;
   }

@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../lru.ts';
 import type { DropSide, EventIntent } from '../types.ts';
 import {
   COMBINED_EXAMPLES,
@@ -124,10 +125,9 @@ interface Members {
  */
 export class Combiner {
   private readonly windowMs: number;
-  private readonly sides = new LRUCache<string, Recent>({ max: TRACKED });
-  private readonly groups = new LRUCache<string, Recent>({ max: TRACKED });
-  private readonly combined = new LRUCache<string, Combined>({
-    max: TRACKED_COMBINED,
+  private readonly sides = boundedLru<string, Recent>(TRACKED);
+  private readonly groups = boundedLru<string, Recent>(TRACKED);
+  private readonly combined = boundedLru<string, Combined>(TRACKED_COMBINED, {
     dispose: (combined) => {
       this.tracked -= combined.peers.size + combined.ports.size;
     },

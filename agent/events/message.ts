@@ -80,10 +80,16 @@ export interface CombinedView {
   examples: readonly string[];
 }
 
-const number = new Intl.NumberFormat('en-US');
+/**
+ * A count with thousands separators, as en-US writes it ("5,000"). Not Intl.NumberFormat: constructing one
+ * maps ICU's locale data into the process, about 4.5 MiB of resident memory for the agent's whole life.
+ */
+function grouped(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+$)/g, ',');
+}
 
 function counted(n: number, capped: boolean, one: string, many: string): string {
-  return `${capped ? 'more than ' : ''}${number.format(n)} ${n === 1 && !capped ? one : many}`;
+  return `${capped ? 'more than ' : ''}${grouped(n)} ${n === 1 && !capped ? one : many}`;
 }
 
 function peersPart(direction: Direction, count: string): string {

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { boundedLru } from '../lru.ts';
 import { KeyedBuckets, TokenBucket } from '../rate-limit.ts';
 import type { PendingEvent } from './pending.ts';
 
@@ -42,7 +42,7 @@ interface PodView {
 export class WriteScheduler {
   private readonly global: TokenBucket;
   private readonly perPod: KeyedBuckets;
-  private readonly lastWrite = new LRUCache<string, number>({ max: PODS });
+  private readonly lastWrite = boundedLru<string, number>(PODS);
 
   constructor(config: SchedulerConfig, now: number) {
     // A small burst keeps every one-second window close to the configured rate.

@@ -1,7 +1,7 @@
-import { LRUCache } from 'lru-cache';
 import { type Backoff, retryDelay } from '../backoff.ts';
 import { MAX_FUTURE_SKEW_MS } from '../filters/expiry.ts';
 import type { Logger } from '../log.ts';
+import { boundedLru } from '../lru.ts';
 import type { Metrics } from '../metrics.ts';
 import { type EventApi, type EventApiError, type EventCount, toEventApiError, type Verb } from './api.ts';
 import { type EventConfig, eventBody } from './event.ts';
@@ -51,7 +51,7 @@ export class EventStore {
   private readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly now: () => number;
-  private readonly known = new LRUCache<string, KnownEvent>({ max: KNOWN_EVENTS });
+  private readonly known = boundedLru<string, KnownEvent>(KNOWN_EVENTS);
   private readonly forbiddenLogged = new Set<Verb>();
   private failing = false;
 

@@ -1,5 +1,6 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { flowKey } from '../flow.ts';
+import { boundedLru } from '../lru.ts';
 import type { PacketDrop } from '../types.ts';
 
 /**
@@ -22,7 +23,7 @@ export class RepeatFilter {
 
   constructor(intervalMs: number, maxEntries = REPEAT_CACHE_MAX) {
     this.intervalMs = intervalMs;
-    this.lastPosted = new LRUCache({ max: maxEntries });
+    this.lastPosted = boundedLru(maxEntries);
   }
 
   isRepeat(drop: PacketDrop): boolean {

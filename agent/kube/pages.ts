@@ -1,4 +1,4 @@
-import type { ConfigurationOptions } from '@kubernetes/client-node';
+import { type ConfigurationOptions, Observable, ResponseContext } from '@kubernetes/client-node';
 
 /** What a list call is asked for. */
 export interface ListRequest {
@@ -18,6 +18,46 @@ export interface ListPage {
  * caller's request signal, so a time limit or a stop can cancel a page in flight.
  */
 export type ListCall = (request: ListRequest, options: ConfigurationOptions) => Promise<ListPage>;
+
+/** A list page as the API server writes it: `continue`, where the client's models say `_continue`. */
+interface SentPage {
+  items?: unknown[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+/**
+ * The same list call, its pages' items as the API server sent them (plain JSON, timestamps as RFC 3339
+ * text, as watch events carry them). The request is still the client's, with its credentials, middleware
+ * and errors; a successful answer is parsed here, and the client deserialises it without its items. Its
+ * model objects are a second copy of every field of every item (a Date for each timestamp), alive with the
+ * parsed page until the page is converted: with them, listing 667 small nodes left 1.7 MiB more RSS.
+ */
+export function itemsAsSent(call: ListCall): ListCall {
+  return async (request, options) => {
+    let sent: SentPage | undefined;
+    const take = async (response: ResponseContext): Promise<ResponseContext> => {
+      if (response.httpStatusCode < 200 || response.httpStatusCode > 299) return response;
+      sent = JSON.parse(await response.body.text()) as SentPage;
+      const rest = JSON.stringify({ ...sent, items: [] });
+      return new ResponseContext(response.httpStatusCode, response.headers, {
+        text: () => Promise.resolve(rest),
+        binary: () => Promise.resolve(Buffer.from(rest)),
+      });
+    };
+    const page = await call(request, {
+      ...options,
+      middleware: [
+        ...(options.middleware ?? []),
+        { pre: (context) => new Observable(Promise.resolve(context)), post: (r) => new Observable(take(r)) },
+      ],
+      middlewareMergeStrategy: options.middlewareMergeStrategy ?? 'append',
+    });
+    // A call that made no request through the client (none does in the agent) hands over its own page.
+    if (sent === undefined) return page;
+    const { resourceVersion, continue: next } = sent.metadata ?? {};
+    return { items: sent.items ?? [], metadata: { resourceVersion, _continue: next } };
+  };
+}
 
 /** Items per list page; doctor lists with the same size as the agent, so it loads the API server alike. */
 export const PAGE_SIZE = 500;

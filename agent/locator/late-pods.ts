@@ -1,5 +1,5 @@
-import { LRUCache } from 'lru-cache';
 import { flowKey } from '../flow.ts';
+import { boundedLru } from '../lru.ts';
 import type { Direction, PacketDrop } from '../types.ts';
 
 /**
@@ -31,7 +31,7 @@ export interface WaitingSide {
 
 /** Drop sides waiting, by the address whose pod they need. Bounded in addresses and in flows per address. */
 export class LatePods {
-  private readonly byIp = new LRUCache<string, WaitingSide[]>({ max: ADDRESSES });
+  private readonly byIp = boundedLru<string, WaitingSide[]>(ADDRESSES);
 
   /** Keeps the side unless the same flow already waits there (its retransmissions add nothing). */
   wait(ip: string, side: WaitingSide): void {

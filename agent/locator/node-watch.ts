@@ -1,6 +1,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ListWatch, type ListWatchSink, type ListWatchTuning } from '../kube/list-watch.ts';
 import { isRecord } from '../kube/objects.ts';
+import { itemsAsSent } from '../kube/pages.ts';
 import type { Logger } from '../log.ts';
 import { canonicalIp } from '../net.ts';
 import type { NodeAddresses } from './pod-index.ts';
@@ -39,7 +40,7 @@ export function createNodeWatch(options: NodeWatchOptions): ListWatch<NodeAddres
     resource: 'nodes',
     kubeConfig,
     path: '/api/v1/nodes',
-    list: (request, requestOptions) => core.listNode(request, requestOptions),
+    list: itemsAsSent((request, requestOptions) => core.listNode(request, requestOptions)),
     convert: apiNodeAddresses,
   });
 }

@@ -1,10 +1,11 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { type Backoff, retryDelay } from '../backoff.ts';
 import { requestSignal } from '../kube/client.ts';
 import { type ApiFailure, classifyApiError, describeApiFailure } from '../kube/errors.ts';
 import { cappedRetryAfterMs, type ListWatchSink } from '../kube/list-watch.ts';
 import { type ListCall, listAll } from '../kube/pages.ts';
 import type { Logger } from '../log.ts';
+import { boundedLru } from '../lru.ts';
 import { TokenBucket } from '../rate-limit.ts';
 import type { PodState } from './pod-index.ts';
 import { apiPodState } from './pod-watch.ts';
@@ -110,8 +111,7 @@ export class PodLookup implements PeerLookup {
     this.limits = { ...LOOKUP_LIMITS, ...options.limits };
     this.backoff = { ...(options.backoff ?? DEFAULT_BACKOFF), jitter: 0.5 };
     this.log = options.logger.child({ lookup: 'pods' });
-    this.cache = new LRUCache<string, Entry>({
-      max: this.limits.entries,
+    this.cache = boundedLru<string, Entry>(this.limits.entries, {
       ttl: this.limits.missTtlMs,
       // Checked against the clock every time, so that an injected clock is obeyed to the millisecond.
       ttlResolution: 0,
@@ -120,7 +120,7 @@ export class PodLookup implements PeerLookup {
         if (entry.kind === 'found') for (const pod of entry.pods) options.sink.remove(pod);
       },
     });
-    this.waiting = new LRUCache<string, LookupOutcome>({ max: this.limits.entries });
+    this.waiting = boundedLru<string, LookupOutcome>(this.limits.entries);
     this.bucket = new TokenBucket(this.limits.perSecond, this.limits.burst, options.clock());
   }
 

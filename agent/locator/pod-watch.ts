@@ -1,7 +1,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { ListWatch, type ListWatchSink, type ListWatchTuning } from '../kube/list-watch.ts';
 import { isRecord } from '../kube/objects.ts';
-import type { ListCall } from '../kube/pages.ts';
+import { itemsAsSent, type ListCall } from '../kube/pages.ts';
 import type { Logger } from '../log.ts';
 import type { PodState } from './pod-index.ts';
 import { podState } from './pod-ref.ts';
@@ -60,5 +60,5 @@ export function createPodWatch(options: PodWatchOptions): ListWatch<PodState> {
 /** Pods of every namespace, for the watch's list and the lookup: `GET /api/v1/pods`. */
 export function podLister(kubeConfig: KubeConfig): ListCall {
   const core = kubeConfig.makeApiClient(CoreV1Api);
-  return (request, options) => core.listPodForAllNamespaces(request, options);
+  return itemsAsSent((request, options) => core.listPodForAllNamespaces(request, options));
 }

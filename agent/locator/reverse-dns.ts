@@ -1,5 +1,6 @@
 import { promises as dns } from 'node:dns';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../lru.ts';
 import type { ReverseResolver } from './naming.ts';
 
 /** Resolves one address to a host name, or null when it has none. */
@@ -59,10 +60,7 @@ export class ReverseDns implements ReverseResolver {
     this.ttlMs = options.ttlMs ?? 5 * 60_000;
     this.negativeTtlMs = options.negativeTtlMs ?? 60_000;
     this.maxInFlight = options.maxInFlight ?? 2;
-    this.cache = new LRUCache({
-      max: options.maxEntries ?? 10_000,
-      ...(options.now ? { perf: { now: options.now } } : {}),
-    });
+    this.cache = boundedLru(options.maxEntries ?? 10_000, options.now ? { perf: { now: options.now } } : {});
   }
 
   lookup(ip: string): string | undefined {

@@ -36,6 +36,7 @@ const GROUND = new Set([
   'rate-limit.ts',
   'clock.ts',
   'backoff.ts',
+  'lru.ts',
   'flow.ts',
   'prefix-template.ts',
 ]);

@@ -9,7 +9,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../../config.ts';
 import { classifyApiError } from '../../kube/errors.ts';
-import { type ListCall, listAll } from '../../kube/pages.ts';
+import { itemsAsSent, type ListCall, listAll } from '../../kube/pages.ts';
 import { apiNodeAddresses } from '../../locator/node-watch.ts';
 import { PodDirectory } from '../../locator/pod-directory.ts';
 import type { PodState } from '../../locator/pod-index.ts';
@@ -96,9 +96,13 @@ export async function checkPods(
   }
   try {
     const core = kubeConfig.makeApiClient(CoreV1Api);
-    const nodes = await listAll((request, options) => core.listNode(request, options), apiNodeAddresses, {
-      options: timeoutOptions(),
-    });
+    const nodes = await listAll(
+      itemsAsSent((request, options) => core.listNode(request, options)),
+      apiNodeAddresses,
+      {
+        options: timeoutOptions(),
+      },
+    );
     directory.nodes.replace(nodes.items);
     report.nodes = nodes.items.length;
   } catch (err) {
