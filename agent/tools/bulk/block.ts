@@ -47,7 +47,7 @@ export function dropJson(drop: PacketDrop): string {
 }
 
 /** Accumulates the results of one block. */
-class Tally {
+class BlockTally {
   readonly result: BlockResult = { lines: 0, drops: 0, skipped: 0, invalid: [], output: '' };
   private readonly output: string[] = [];
   private readonly printDrops: boolean;
@@ -99,7 +99,7 @@ export class BlockParser {
    * next is taken, so a block may be a view of a buffer that the iterator fills again.
    */
   blocks(blocks: Iterable<Uint8Array>): BlockResult {
-    const tally = new Tally(this.printDrops);
+    const tally = new BlockTally(this.printDrops);
     // Only a line that may carry the prefix has its syslog header read.
     const onLine = (text: string, start: number, end: number): void =>
       tally.add(
@@ -120,7 +120,7 @@ export class BlockParser {
 
   /** A batch of journal records. */
   records(records: readonly LogRecord[]): BlockResult {
-    const tally = new Tally(this.printDrops);
+    const tally = new BlockTally(this.printDrops);
     for (const record of records) tally.add(this.parse(record));
     return tally.finish();
   }
