@@ -9,7 +9,8 @@
  *   when V8 last collected garbage.
  * - line-to-event-latency: per drop line, from just before appendJournal starts (so the
  *   systemd-journal-remote spawn is included) until both Events (client and server) are readable
- *   through the API, polled every 10 ms; every line is a new flow, so it makes two new Events.
+ *   through the API, polled every 10 ms; every line is a new flow between a pod pair of its own, so it
+ *   makes two new Events.
  *
  *   node test/bench/agent.ts [PODS] [LINES]
  */
@@ -150,18 +151,19 @@ async function podIndexMemory(c: Cluster): Promise<void> {
 
 async function lineToEventLatency(c: Cluster): Promise<void> {
   const namespace = await createNamespace(c);
-  const client = '10.99.0.6';
-  const server = '10.99.0.16';
-  for (const [name, ip] of [
-    ['client', client],
-    ['server', server],
-  ] as const) {
+  // A pod pair of its own for every line: a pod side that drops to more than COMBINE_THRESHOLD ports or
+  // peers within a minute gets one combined Event, which would measure combining, not the path.
+  const client = (i: number): string => `10.99.${i >> 7}.${(i & 127) * 2}`;
+  const server = (i: number): string => `10.99.${i >> 7}.${(i & 127) * 2 + 1}`;
+  await pool(2 * lines, IN_FLIGHT, async (k) => {
+    const i = k >> 1;
+    const [name, ip] = k % 2 === 0 ? [`client-${i}`, client(i)] : [`server-${i}`, server(i)];
     await createPod(c, { namespace, name, nodeName: 'node-a' });
     await setPodRunning(c, namespace, name, { podIPs: [ip], hostIP: HOST_IP });
-  }
+  });
   const { dir, file } = await journalDir();
-  // Every drop posts, and the per-pod token bucket (burst 5, then one per 10 s) does not hold back a
-  // stream of 200 drops on the same two pods: the latency of the path is measured, not the rate limit.
+  // Every drop posts, and no token bucket holds a line back: the latency of the path is measured, not
+  // the rate limits.
   const agent = await agentOn(c, dir, {
     REPEATED_EVENTS_INTERVAL_MINUTES: '0',
     EVENT_BURST_PER_POD: '1000',
@@ -171,7 +173,7 @@ async function lineToEventLatency(c: Cluster): Promise<void> {
   try {
     for (let i = 0; i < lines; i++) {
       const port = 20000 + i;
-      const message = `calico-packet: IN=cali1 OUT=eth0 SRC=${client} DST=${server} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=${port} WINDOW=42600 RES=0x00 SYN URGP=0`;
+      const message = `calico-packet: IN=cali1 OUT=eth0 SRC=${client(i)} DST=${server(i)} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=${port} WINDOW=42600 RES=0x00 SYN URGP=0`;
       const wanted = `on port ${port}/TCP`;
       const started = performance.now();
       await appendJournal(file, [{ hostname: 'node-a', message }]);
@@ -180,7 +182,7 @@ async function lineToEventLatency(c: Cluster): Promise<void> {
         const seen = new Set(
           list.items.filter((e) => e.message?.endsWith(wanted)).map((e) => e.involvedObject.name),
         );
-        if (seen.has('client') && seen.has('server')) break;
+        if (seen.has(`client-${i}`) && seen.has(`server-${i}`)) break;
         if (performance.now() - started > 30_000) throw new Error(`no events for DPT=${port} in 30 s`);
         await sleep(POLL_MS);
       }
