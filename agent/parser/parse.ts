@@ -59,8 +59,6 @@ export type ParseResult =
   | { kind: 'skip' }
   | { kind: 'invalid'; reason: InvalidReason; detail: string };
 
-export { MAX_LINE_LENGTH };
-
 /** The answer for every line without the prefix (also near misses such as `calico-packets`): one shared object, so skipping allocates nothing. */
 export const NOT_PREFIXED: ParseResult = Object.freeze({ kind: 'skip' });
 
